@@ -1,0 +1,174 @@
+# Functions shared by tests/sandbox/sandbox (which builds the world) and sandbox-ctl (which tests
+# use to restart, kill and probe inside it). Sourced, never run.
+#
+# Layout inside the sandbox (all of it on a private tmpfs /run, gone when the namespace ends):
+#   /run/sandbox/pids/NAME    PID of every daemon we started, and only those get signalled
+#   /run/sandbox/logs/NAME    daemon output
+#   /run/sandbox/env          stack and rootfs, for sandbox-ctl
+#   /run/sandbox/docker       dockerd data root; /run/sandbox/containerd: containerd root
+
+SANDBOX_RUN=/run/sandbox
+SANDBOX_CACHE=${DOCKGATE_SANDBOX_CACHE:-/var/cache/dockgate}
+SID_ROOTFS=$SANDBOX_CACHE/sid-rootfs
+SID_PACKAGES=firewalld,docker.io,docker-cli,nftables,iptables,iproute2,dbus,polkitd,busybox-static,procps
+# Bump when SID_PACKAGES or the rootfs preparation changes, so cached rootfs get rebuilt.
+SID_ROOTFS_VERSION=1
+
+die() { echo "sandbox: $*" >&2; exit 1; }
+log() { echo "sandbox: $*" >&2; }
+
+# The guard every daemon start goes through: firewalld or dockerd in the machine's own network
+# namespace would take over the machine's firewall and cut its connections.
+require_sandbox_netns() {
+    [ -n "${SANDBOX_HOST_NETNS:-}" ] || die "not inside a sandbox (SANDBOX_HOST_NETNS unset)"
+    [ "$(readlink /proc/self/ns/net)" != "$SANDBOX_HOST_NETNS" ] \
+        || die "refusing: this is the machine's own network namespace"
+}
+
+# Programs of the stack under test: the host's for bookworm, the chroot's for sid. A command
+# prefix rather than a function, so that a daemon started with it keeps the PID we record
+# (chroot execs its program; a backgrounded shell function would be a subshell).
+case ${DOCKGATE_STACK:-} in
+    # A clean PATH: the chroot shares /run, and our wrappers in /run/sandbox/bin must not be
+    # found from inside it.
+    sid) STACK=(chroot "$SID_ROOTFS" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin) ;;
+    bookworm) STACK=() ;;
+    *) echo "sandbox: DOCKGATE_STACK must be bookworm or sid, not '${DOCKGATE_STACK:-}'" >&2; exit 2 ;;
+esac
+in_stack() { "${STACK[@]}" "$@"; }
+
+# Start NAME in the background, record its PID. The command must not fork away from $!.
+start_daemon() {
+    local name=$1; shift
+    require_sandbox_netns
+    mkdir -p "$SANDBOX_RUN/pids" "$SANDBOX_RUN/logs"
+    if daemon_alive "$name"; then
+        die "$name already runs (pid $(cat "$SANDBOX_RUN/pids/$name"))"
+    fi
+    "$@" >>"$SANDBOX_RUN/logs/$name" 2>&1 </dev/null &
+    echo $! >"$SANDBOX_RUN/pids/$name"
+}
+
+daemon_pid() { cat "$SANDBOX_RUN/pids/$1" 2>/dev/null; }
+
+daemon_alive() {
+    local pid
+    pid=$(daemon_pid "$1") || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(state_of "$pid")" != Z ]
+}
+
+state_of() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
+
+# Stop exactly the recorded PID: SIGTERM (or the given signal), wait, then SIGKILL.
+stop_daemon() {
+    local name=$1 signal=${2:-TERM} pid i
+    pid=$(daemon_pid "$name") || return 0
+    rm -f "$SANDBOX_RUN/pids/$name"
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill "-$signal" "$pid" 2>/dev/null
+    for i in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null && [ "$(state_of "$pid")" != Z ] || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.1
+    done
+    log "$name (pid $pid) ignored SIG$signal for 20 s, killing it"
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+wait_for() {
+    local what=$1 tries=$2; shift 2
+    local i
+    for i in $(seq 1 "$tries"); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "$what did not come up; last lines of its log:$(echo; tail -n 20 "$SANDBOX_RUN/logs/$what" 2>/dev/null)"
+}
+
+start_dbus() {
+    mkdir -p /run/dbus
+    start_daemon dbus dbus-daemon --system --nofork --nopidfile
+    wait_for dbus 100 test -S /run/dbus/system_bus_socket
+}
+
+start_polkitd() {
+    start_daemon polkitd /usr/lib/polkit-1/polkitd --no-debug
+    wait_for polkitd 100 busctl --system status org.freedesktop.PolicyKit1
+}
+
+start_firewalld() {
+    # --log-target console keeps firewalld's log in our log file, not the machine's /var/log.
+    start_daemon firewalld "${STACK[@]}" firewalld --nofork --nopid --log-target console
+    wait_for firewalld 300 firewalld_running
+}
+
+firewalld_running() { [ "$(in_stack firewall-cmd --state 2>/dev/null)" = running ]; }
+
+start_containerd() {
+    mkdir -p "$SANDBOX_RUN/containerd" /run/containerd
+    start_daemon containerd "${STACK[@]}" containerd \
+        --root "$SANDBOX_RUN/containerd/root" --state /run/containerd/state \
+        --address /run/containerd/containerd.sock
+    wait_for containerd 100 test -S /run/containerd/containerd.sock
+}
+
+start_dockerd() {
+    local extra=()
+    # Docker 20.10 has ip6tables only as an experimental feature; Docker 28 has it on by default.
+    [ "$DOCKGATE_STACK" = bookworm ] && extra=(--experimental --ip6tables)
+    start_daemon dockerd "${STACK[@]}" dockerd \
+        --data-root "$SANDBOX_RUN/docker" --exec-root /run/docker --pidfile /run/docker.pid \
+        -H unix:///run/docker.sock --containerd /run/containerd/containerd.sock \
+        --ipv6 --fixed-cidr-v6 fd00:d0c::/64 "${extra[@]}"
+    wait_for dockerd 300 docker info
+}
+
+# The test image: busybox for httpd and a shell, socat (with the host's libraries) for UDP echo.
+# Built from local files because no registry is reachable.
+build_image() {
+    local root=$SANDBOX_RUN/image/root lib
+    rm -rf "$SANDBOX_RUN/image"
+    mkdir -p "$root/bin" "$root/www" "$root/tmp"
+    cp /bin/busybox "$root/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+        [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+    done
+    cp /usr/bin/socat "$root/bin/socat"
+    for lib in $(ldd /usr/bin/socat | grep -o '/[^ ]*'); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+    echo "hello from the sandbox" >"$root/www/index.html"
+    tar -C "$root" -cf "$SANDBOX_RUN/image/bb.tar" .
+    docker import "$SANDBOX_RUN/image/bb.tar" bb >/dev/null
+}
+
+# Client namespace N (1..99): an outside host at 10.99.N.2 / fd99:N::2 behind the sandbox's
+# external interface extN (10.99.N.1 / fd99:N::1). Extra source addresses for that client can be
+# added with add_client_address.
+add_client() {
+    local n=$1 name=client$1
+    ip netns add "$name"
+    ip link add "ext$n" type veth peer name eth0 netns "$name"
+    ip addr add "10.99.$n.1/24" dev "ext$n"
+    ip -6 addr add "fd99:$n::1/64" dev "ext$n" nodad
+    ip link set "ext$n" up
+    ip -n "$name" link set lo up
+    ip -n "$name" addr add "10.99.$n.2/24" dev eth0
+    ip -n "$name" -6 addr add "fd99:$n::2/64" dev eth0 nodad
+    ip -n "$name" link set eth0 up
+    ip -n "$name" route add default via "10.99.$n.1"
+    ip -n "$name" -6 route add default via "fd99:$n::1"
+}
+
+# Another source address for client N, on its own link, routed back by the sandbox.
+add_client_address() {
+    local n=$1 addr=$2
+    case $addr in
+        *:*) ip -n "client$n" -6 addr add "$addr/128" dev eth0 nodad
+             ip -6 route replace "$addr/128" via "fd99:$n::2" dev "ext$n" ;;
+        *)   ip -n "client$n" addr add "$addr/32" dev eth0
+             ip route replace "$addr/32" via "10.99.$n.2" dev "ext$n" ;;
+    esac
+}
