@@ -67,12 +67,12 @@ stop_daemon() {
     kill -0 "$pid" 2>/dev/null || return 0
     kill "-$signal" "$pid" 2>/dev/null
     for i in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null && [ "$(state_of "$pid")" != Z ] || { wait "$pid" 2>/dev/null; return 0; }
+        kill -0 "$pid" 2>/dev/null && [ "$(state_of "$pid")" != Z ] || { wait "$pid" 2>/dev/null || true; return 0; }
         sleep 0.1
     done
     log "$name (pid $pid) ignored SIG$signal for 20 s, killing it"
     kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
     return 0
 }
 

@@ -1,0 +1,391 @@
+//! Docker through bollard: the ports containers publish, the bridges of Docker's networks, and
+//! an event stream that survives dockerd restarts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bollard::models::{ContainerSummary, EventMessage, EventMessageTypeEnum, PortSummaryTypeEnum};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+};
+use futures_util::StreamExt;
+use ipnet::IpNet;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub const DEFAULT_SOCKET: &str = "/run/docker.sock";
+/// Docker's option that gives a bridge network's Linux bridge its name.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// How long one request to dockerd may take.
+const REQUEST_TIMEOUT_SECS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("Docker is not reachable at {socket}: {source}")]
+    Unreachable {
+        socket: String,
+        source: bollard::errors::Error,
+    },
+    #[error("Docker request failed: {0}")]
+    Request(#[from] bollard::errors::Error),
+}
+
+pub type Result<T> = std::result::Result<T, DockerError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "sctp" => Ok(Protocol::Sctp),
+            other => Err(format!(
+                "unknown protocol '{other}' (expected tcp, udp or sctp)"
+            )),
+        }
+    }
+}
+
+/// One host port a running container publishes, as Docker DNATs it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PublishedPort {
+    pub container: String,
+    pub container_id: String,
+    /// The host address the port is bound to: 0.0.0.0 or :: for every address.
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub protocol: Protocol,
+    /// The container's address of the same family that Docker forwards to (None when the
+    /// container has no address of that family, e.g. IPv6 disabled on its network).
+    pub container_ip: Option<IpAddr>,
+    pub container_port: u16,
+}
+
+impl PublishedPort {
+    /// Bound to a loopback address only: not reachable from other hosts.
+    pub fn is_loopback_only(&self) -> bool {
+        self.host_ip.is_loopback()
+    }
+}
+
+/// A Docker network and the Linux bridge that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    /// The bridge interface (bridge driver only): docker0, br-<id prefix>, or the name given
+    /// with com.docker.network.bridge.name.
+    pub bridge: Option<String>,
+    pub subnets: Vec<IpNet>,
+}
+
+/// What the event watcher reports. `Resynced` comes with every connection, the first included:
+/// events may have been missed before it, so consumers re-read everything then; every event
+/// after that moment follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerEvent {
+    Container { action: String, id: String },
+    Network { action: String, id: String },
+    Disconnected,
+    Resynced,
+}
+
+#[derive(Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+    socket: String,
+}
+
+impl Docker {
+    /// Sets up the client; dockerd need not be running yet (requests fail until it is).
+    pub fn new(socket: &str) -> Result<Self> {
+        let client = bollard::Docker::connect_with_unix(
+            socket,
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|source| DockerError::Unreachable {
+            socket: socket.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            client,
+            socket: socket.to_owned(),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.client
+            .ping()
+            .await
+            .map(drop)
+            .map_err(|source| DockerError::Unreachable {
+                socket: self.socket.clone(),
+                source,
+            })
+    }
+
+    pub async fn version(&self) -> Result<String> {
+        let version = self.client.version().await?;
+        Ok(version.version.unwrap_or_default())
+    }
+
+    /// Every host port published by a running container, sorted.
+    pub async fn published_ports(&self) -> Result<Vec<PublishedPort>> {
+        let options = ListContainersOptionsBuilder::new().all(false).build();
+        let containers = self.client.list_containers(Some(options)).await?;
+        let mut ports: Vec<PublishedPort> =
+            containers.iter().flat_map(published_ports_of).collect();
+        ports.sort();
+        ports.dedup();
+        Ok(ports)
+    }
+
+    pub async fn networks(&self) -> Result<Vec<Network>> {
+        let networks = self
+            .client
+            .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
+            .await?;
+        let mut networks: Vec<Network> = networks
+            .into_iter()
+            .map(|network| {
+                let id = network.id.unwrap_or_default();
+                let driver = network.driver.unwrap_or_default();
+                let options = network.options.unwrap_or_default();
+                let name = network.name.unwrap_or_default();
+                let bridge = (driver == "bridge").then(|| bridge_name(&name, &id, &options));
+                let subnets = network
+                    .ipam
+                    .and_then(|ipam| ipam.config)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|config| config.subnet?.parse().ok())
+                    .collect();
+                Network {
+                    id,
+                    name,
+                    driver,
+                    bridge,
+                    subnets,
+                }
+            })
+            .collect();
+        networks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(networks)
+    }
+
+    /// Container and network events, for as long as the receiver is kept. When dockerd goes
+    /// away (restart, crash) the stream sends `Disconnected`, reconnects with backoff and sends
+    /// `Resynced` once it is back. It never gives up: Docker coming back is the normal case.
+    pub fn watch(&self) -> mpsc::Receiver<DockerEvent> {
+        let (sender, receiver) = mpsc::channel(256);
+        let docker = self.clone();
+        tokio::spawn(async move { docker.pump_events(sender).await });
+        receiver
+    }
+
+    async fn pump_events(self, sender: mpsc::Sender<DockerEvent>) {
+        const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+        const MAX_BACKOFF: Duration = Duration::from_secs(2);
+        let filters = HashMap::from([("type", vec!["container", "network"])]);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            if self.ping().await.is_err() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            backoff = FIRST_BACKOFF;
+            // bollard sends the request only when the stream is first polled; asking for events
+            // since now, taken before announcing Resynced, leaves no gap for a consumer that
+            // re-reads everything on Resynced.
+            let since = unix_time_now();
+            let options = EventsOptionsBuilder::new()
+                .since(&since)
+                .filters(&filters)
+                .build();
+            let mut events = self.client.events(Some(options));
+            if sender.send(DockerEvent::Resynced).await.is_err() {
+                return;
+            }
+            while let Some(event) = events.next().await {
+                let Ok(event) = event else { break };
+                let Some(event) = DockerEvent::from_message(event) else {
+                    continue;
+                };
+                if sender.send(event).await.is_err() {
+                    return;
+                }
+            }
+            tracing::info!("Docker event stream ended (dockerd stopped or restarted)");
+            if sender.send(DockerEvent::Disconnected).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl DockerEvent {
+    fn from_message(message: EventMessage) -> Option<Self> {
+        let action = message.action?;
+        let id = message.actor.and_then(|actor| actor.id).unwrap_or_default();
+        match message.typ? {
+            EventMessageTypeEnum::CONTAINER => Some(DockerEvent::Container { action, id }),
+            EventMessageTypeEnum::NETWORK => Some(DockerEvent::Network { action, id }),
+            _ => None,
+        }
+    }
+}
+
+/// Seconds since the epoch with nanoseconds, as Docker's `since` filter takes them.
+fn unix_time_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+}
+
+/// Docker's rule for a bridge network's interface name (libnetwork's bridge driver): the
+/// explicit option, docker0 for the default network, otherwise "br-" and the id's first 12.
+fn bridge_name(name: &str, id: &str, options: &HashMap<String, String>) -> String {
+    if let Some(explicit) = options.get(BRIDGE_NAME_OPTION).filter(|n| !n.is_empty()) {
+        return explicit.clone();
+    }
+    if name == "bridge" {
+        return "docker0".to_owned();
+    }
+    format!("br-{}", &id[..id.len().min(12)])
+}
+
+fn published_ports_of(container: &ContainerSummary) -> Vec<PublishedPort> {
+    let id = container.id.clone().unwrap_or_default();
+    let name = container
+        .names
+        .as_ref()
+        .and_then(|names| names.first())
+        .map(|name| name.trim_start_matches('/').to_owned())
+        .unwrap_or_else(|| id.chars().take(12).collect());
+    let addresses = container_addresses(container);
+    container
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|port| {
+            let host_port = port.public_port?;
+            let host_ip: IpAddr = port.ip.as_deref()?.parse().ok()?;
+            let protocol = match port.typ? {
+                PortSummaryTypeEnum::TCP => Protocol::Tcp,
+                PortSummaryTypeEnum::UDP => Protocol::Udp,
+                PortSummaryTypeEnum::SCTP => Protocol::Sctp,
+                PortSummaryTypeEnum::EMPTY => return None,
+            };
+            let container_ip = addresses
+                .iter()
+                .copied()
+                .find(|address| address.is_ipv4() == host_ip.is_ipv4());
+            Some(PublishedPort {
+                container: name.clone(),
+                container_id: id.clone(),
+                host_ip,
+                host_port,
+                protocol,
+                container_ip,
+                container_port: port.private_port,
+            })
+        })
+        .collect()
+}
+
+/// The container's addresses, those on the default bridge first (that is where Docker's
+/// port mapping for `docker run -p` points when the container is on it), then by network name.
+fn container_addresses(container: &ContainerSummary) -> Vec<IpAddr> {
+    let mut networks: Vec<_> = container
+        .network_settings
+        .as_ref()
+        .and_then(|settings| settings.networks.as_ref())
+        .into_iter()
+        .flatten()
+        .collect();
+    networks.sort_by_key(|(name, _)| (name.as_str() != "bridge", name.as_str()));
+    networks
+        .into_iter()
+        .flat_map(|(_, endpoint)| {
+            [&endpoint.ip_address, &endpoint.global_ipv6_address]
+                .into_iter()
+                .filter_map(|address| address.as_deref()?.parse().ok())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_follow_docker() {
+        let none = HashMap::new();
+        let id = "3f1e2d4c5b6a7988776655443322110000";
+        assert_eq!(bridge_name("bridge", id, &none), "docker0");
+        assert_eq!(bridge_name("appnet", id, &none), "br-3f1e2d4c5b6a");
+        let named = HashMap::from([(BRIDGE_NAME_OPTION.to_owned(), "dg-custom".to_owned())]);
+        assert_eq!(bridge_name("appnet", id, &named), "dg-custom");
+    }
+
+    #[test]
+    fn ports_come_from_the_summary_with_the_matching_family_address() {
+        let summary: ContainerSummary = serde_json::from_value(serde_json::json!({
+            "Id": "abc123",
+            "Names": ["/web"],
+            "Ports": [
+                {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+                {"PrivatePort": 443, "Type": "tcp"}
+            ],
+            "NetworkSettings": {"Networks": {
+                "appnet": {"IPAddress": "172.20.0.2", "GlobalIPv6Address": ""},
+                "bridge": {"IPAddress": "172.17.0.2", "GlobalIPv6Address": "fd00:d0c::2"}
+            }}
+        }))
+        .unwrap();
+        let ports = published_ports_of(&summary);
+        assert_eq!(
+            ports.len(),
+            2,
+            "the unpublished 443 is not a published port"
+        );
+        assert_eq!(ports[0].container, "web");
+        assert_eq!(ports[0].container_ip, Some("172.17.0.2".parse().unwrap()));
+        assert_eq!(ports[1].host_ip, "::".parse::<IpAddr>().unwrap());
+        assert_eq!(ports[1].container_ip, Some("fd00:d0c::2".parse().unwrap()));
+        assert_eq!(ports[1].container_port, 80);
+    }
+}

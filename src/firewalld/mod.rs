@@ -1,0 +1,722 @@
+//! firewalld over D-Bus: runtime zones, the direct interface (runtime and permanent), and the
+//! signals dockgate reacts to. Callers get dockgate's own types, never raw D-Bus tuples.
+
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use serde::Serialize;
+use zbus::Connection;
+use zbus::OwnedVariant;
+use zbus::proxy::CacheProperties;
+
+use self::proxy::{
+    ConfigDirectProxy, ConfigProxy, ConfigZoneProxy, DirectProxy, FirewallD1Proxy, RawRule,
+    ZoneProxy,
+};
+
+/// The D-Bus error name firewalld uses for every failure; the message starts with the code.
+const FIREWALLD_EXCEPTION: &str = "org.fedoraproject.FirewallD1.Exception";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewalldError {
+    #[error(
+        "firewalld is not running (nobody owns {} on the system bus)",
+        proxy::BUS_NAME
+    )]
+    NotRunning,
+    #[error("firewalld refused: {code}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Refused { code: ErrorCode, detail: String },
+    #[error("talking to firewalld over D-Bus failed: {0}")]
+    Bus(zbus::Error),
+}
+
+/// firewalld's error codes that dockgate acts on; the rest are kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    AlreadyEnabled,
+    NotEnabled,
+    InvalidZone,
+    ZoneConflict,
+    ZoneAlreadySet,
+    CommandFailed,
+    InvalidInterface,
+    Other(String),
+}
+
+impl ErrorCode {
+    fn parse(code: &str) -> Self {
+        match code {
+            "ALREADY_ENABLED" => Self::AlreadyEnabled,
+            "NOT_ENABLED" => Self::NotEnabled,
+            "INVALID_ZONE" => Self::InvalidZone,
+            "ZONE_CONFLICT" => Self::ZoneConflict,
+            "ZONE_ALREADY_SET" => Self::ZoneAlreadySet,
+            "COMMAND_FAILED" => Self::CommandFailed,
+            "INVALID_INTERFACE" => Self::InvalidInterface,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Self::AlreadyEnabled => "ALREADY_ENABLED",
+            Self::NotEnabled => "NOT_ENABLED",
+            Self::InvalidZone => "INVALID_ZONE",
+            Self::ZoneConflict => "ZONE_CONFLICT",
+            Self::ZoneAlreadySet => "ZONE_ALREADY_SET",
+            Self::CommandFailed => "COMMAND_FAILED",
+            Self::InvalidInterface => "INVALID_INTERFACE",
+            Self::Other(code) => code,
+        };
+        f.write_str(text)
+    }
+}
+
+impl From<zbus::Error> for FirewalldError {
+    fn from(error: zbus::Error) -> Self {
+        match &error {
+            zbus::Error::MethodError(name, message, _) if name.as_str() == FIREWALLD_EXCEPTION => {
+                let message = message.as_deref().unwrap_or_default();
+                let (code, detail) = message.split_once(':').unwrap_or((message, ""));
+                Self::Refused {
+                    code: ErrorCode::parse(code.trim()),
+                    detail: detail.trim().to_owned(),
+                }
+            }
+            zbus::Error::FDO(fdo)
+                if matches!(
+                    **fdo,
+                    zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_)
+                ) =>
+            {
+                Self::NotRunning
+            }
+            _ => Self::Bus(error),
+        }
+    }
+}
+
+impl FirewalldError {
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Self::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, FirewalldError>;
+
+/// Address family of a direct rule, spelled as firewalld's `ipv` argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    /// Whether traffic to this address is judged by rules of this family.
+    pub fn matches(self, address: std::net::IpAddr) -> bool {
+        match self {
+            Family::Ipv4 => address.is_ipv4(),
+            Family::Ipv6 => address.is_ipv6(),
+        }
+    }
+
+    fn parse(ipv: &str) -> Option<Self> {
+        match ipv {
+            "ipv4" => Some(Family::Ipv4),
+            "ipv6" => Some(Family::Ipv6),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A chain registered with firewalld's direct interface.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DirectChain {
+    pub family: Family,
+    pub table: String,
+    pub chain: String,
+}
+
+impl DirectChain {
+    pub fn new(family: Family, table: &str, chain: &str) -> Self {
+        Self {
+            family,
+            table: table.to_owned(),
+            chain: chain.to_owned(),
+        }
+    }
+}
+
+/// One direct rule: iptables arguments placed in a chain at a priority (lower goes first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DirectRule {
+    pub family: Family,
+    pub table: String,
+    pub chain: String,
+    pub priority: i32,
+    pub args: Vec<String>,
+}
+
+impl DirectRule {
+    /// None for families dockgate does not manage (firewalld also has "eb" for ebtables).
+    fn from_raw((ipv, table, chain, priority, args): RawRule) -> Option<Self> {
+        Some(Self {
+            family: Family::parse(&ipv)?,
+            table,
+            chain,
+            priority,
+            args,
+        })
+    }
+
+    fn arg_refs(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+}
+
+impl fmt::Display for DirectRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {} {}",
+            self.family,
+            self.table,
+            self.chain,
+            self.priority,
+            self.args.join(" ")
+        )
+    }
+}
+
+/// The runtime zone settings dockgate reads and manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneSettings {
+    pub target: String,
+    pub services: Vec<String>,
+    /// (port or range, protocol)
+    pub ports: Vec<(String, String)>,
+    pub interfaces: Vec<String>,
+}
+
+impl ZoneSettings {
+    fn from_dict(dict: &std::collections::HashMap<String, OwnedVariant>) -> Self {
+        fn get<T: TryFrom<OwnedVariant>>(
+            dict: &std::collections::HashMap<String, OwnedVariant>,
+            key: &str,
+        ) -> Option<T> {
+            dict.get(key)
+                .and_then(|value| value.try_clone().ok())
+                .and_then(|value| T::try_from(value).ok())
+        }
+        Self {
+            target: get(dict, "target").unwrap_or_else(|| "default".to_owned()),
+            services: get(dict, "services").unwrap_or_default(),
+            ports: get(dict, "ports").unwrap_or_default(),
+            interfaces: get(dict, "interfaces").unwrap_or_default(),
+        }
+    }
+}
+
+/// A zone's runtime bindings as `getActiveZones` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ActiveZone {
+    pub interfaces: Vec<String>,
+    pub sources: Vec<String>,
+}
+
+/// An interface entering, leaving or changing zone at run time (Docker adds its bridges to
+/// zone `docker` this way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneEvent {
+    InterfaceAdded { zone: String, interface: String },
+    InterfaceRemoved { zone: String, interface: String },
+    ZoneOfInterfaceChanged { zone: String, interface: String },
+}
+
+/// firewalld appearing on or leaving the system bus. firewalld sends no `Reloaded` when it
+/// starts, so its arrival is the cue to re-apply after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Appeared,
+    Vanished,
+}
+
+/// What firewalld is, for reports: version, backend and settings that change Docker's exposure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirewalldInfo {
+    pub version: String,
+    pub backend: String,
+    pub default_zone: String,
+    /// firewalld >= 2.3 only: with "yes", firewalld itself blocks DNAT it did not create.
+    pub strict_forward_ports: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct Firewalld {
+    connection: Connection,
+    main: FirewallD1Proxy<'static>,
+    zone: ZoneProxy<'static>,
+    direct: DirectProxy<'static>,
+    config: ConfigProxy<'static>,
+    config_direct: ConfigDirectProxy<'static>,
+}
+
+impl Firewalld {
+    /// Proxies only; firewalld need not be running yet. Properties are never cached: a cache
+    /// would outlive a firewalld restart.
+    pub async fn new(connection: &Connection) -> Result<Self> {
+        Ok(Self {
+            connection: connection.clone(),
+            main: FirewallD1Proxy::builder(connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?,
+            zone: ZoneProxy::builder(connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?,
+            direct: DirectProxy::builder(connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?,
+            config: ConfigProxy::builder(connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?,
+            config_direct: ConfigDirectProxy::builder(connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?,
+        })
+    }
+
+    pub async fn is_running(&self) -> Result<bool> {
+        let dbus = zbus::fdo::DBusProxy::new(&self.connection).await?;
+        let name = proxy::BUS_NAME.try_into()?;
+        Ok(dbus.name_has_owner(name).await.map_err(zbus::Error::from)?)
+    }
+
+    pub async fn info(&self) -> Result<FirewalldInfo> {
+        let strict_forward_ports = match self.config.strict_forward_ports().await {
+            Ok(value) => Some(value.eq_ignore_ascii_case("yes")),
+            Err(error) => match FirewalldError::from(error) {
+                FirewalldError::NotRunning => return Err(FirewalldError::NotRunning),
+                // firewalld < 2.3 has no such property.
+                _ => None,
+            },
+        };
+        Ok(FirewalldInfo {
+            version: self.main.version().await?,
+            backend: self.config.firewall_backend().await?,
+            default_zone: self.main.get_default_zone().await?,
+            strict_forward_ports,
+        })
+    }
+
+    pub async fn reload(&self) -> Result<()> {
+        Ok(self.main.reload().await?)
+    }
+
+    // Runtime zones.
+
+    pub async fn zones(&self) -> Result<Vec<String>> {
+        Ok(self.zone.get_zones().await?)
+    }
+
+    pub async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>> {
+        let raw = self.zone.get_active_zones().await?;
+        Ok(raw
+            .into_iter()
+            .map(|(zone, mut bindings)| {
+                let active = ActiveZone {
+                    interfaces: bindings.remove("interfaces").unwrap_or_default(),
+                    sources: bindings.remove("sources").unwrap_or_default(),
+                };
+                (zone, active)
+            })
+            .collect())
+    }
+
+    /// The zone an interface is bound to at run time; None when it is bound to none.
+    pub async fn zone_of_interface(&self, interface: &str) -> Result<Option<String>> {
+        let zone = self.zone.get_zone_of_interface(interface).await?;
+        Ok(Some(zone).filter(|zone| !zone.is_empty()))
+    }
+
+    pub async fn add_interface(&self, zone: &str, interface: &str) -> Result<()> {
+        self.zone.add_interface(zone, interface).await?;
+        Ok(())
+    }
+
+    pub async fn remove_interface(&self, zone: &str, interface: &str) -> Result<()> {
+        self.zone.remove_interface(zone, interface).await?;
+        Ok(())
+    }
+
+    /// Binds an interface to a zone, moving it out of any zone it is in.
+    pub async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()> {
+        self.zone.change_zone_of_interface(zone, interface).await?;
+        Ok(())
+    }
+
+    pub async fn zone_settings(&self, zone: &str) -> Result<ZoneSettings> {
+        Ok(ZoneSettings::from_dict(
+            &self.zone.get_zone_settings2(zone).await?,
+        ))
+    }
+
+    // Runtime direct interface.
+
+    pub async fn add_chain(&self, chain: &DirectChain) -> Result<()> {
+        let DirectChain {
+            family,
+            table,
+            chain,
+        } = chain;
+        Ok(self.direct.add_chain(family.as_str(), table, chain).await?)
+    }
+
+    pub async fn remove_chain(&self, chain: &DirectChain) -> Result<()> {
+        let DirectChain {
+            family,
+            table,
+            chain,
+        } = chain;
+        Ok(self
+            .direct
+            .remove_chain(family.as_str(), table, chain)
+            .await?)
+    }
+
+    pub async fn query_chain(&self, chain: &DirectChain) -> Result<bool> {
+        let DirectChain {
+            family,
+            table,
+            chain,
+        } = chain;
+        Ok(self
+            .direct
+            .query_chain(family.as_str(), table, chain)
+            .await?)
+    }
+
+    pub async fn chains(&self) -> Result<Vec<DirectChain>> {
+        Ok(chains_from_raw(self.direct.get_all_chains().await?))
+    }
+
+    pub async fn add_rule(&self, rule: &DirectRule) -> Result<()> {
+        Ok(self
+            .direct
+            .add_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &rule.arg_refs(),
+            )
+            .await?)
+    }
+
+    pub async fn remove_rule(&self, rule: &DirectRule) -> Result<()> {
+        Ok(self
+            .direct
+            .remove_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &rule.arg_refs(),
+            )
+            .await?)
+    }
+
+    pub async fn query_rule(&self, rule: &DirectRule) -> Result<bool> {
+        Ok(self
+            .direct
+            .query_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &rule.arg_refs(),
+            )
+            .await?)
+    }
+
+    pub async fn rules(&self) -> Result<Vec<DirectRule>> {
+        Ok(rules_from_raw(self.direct.get_all_rules().await?))
+    }
+
+    // Permanent direct configuration: firewalld re-applies it on every start and reload.
+
+    pub async fn permanent_chains(&self) -> Result<Vec<DirectChain>> {
+        Ok(chains_from_raw(self.config_direct.get_all_chains().await?))
+    }
+
+    pub async fn add_permanent_chain(&self, chain: &DirectChain) -> Result<()> {
+        Ok(self
+            .config_direct
+            .add_chain(chain.family.as_str(), &chain.table, &chain.chain)
+            .await?)
+    }
+
+    pub async fn remove_permanent_chain(&self, chain: &DirectChain) -> Result<()> {
+        Ok(self
+            .config_direct
+            .remove_chain(chain.family.as_str(), &chain.table, &chain.chain)
+            .await?)
+    }
+
+    pub async fn query_permanent_chain(&self, chain: &DirectChain) -> Result<bool> {
+        Ok(self
+            .config_direct
+            .query_chain(chain.family.as_str(), &chain.table, &chain.chain)
+            .await?)
+    }
+
+    pub async fn permanent_rules(&self) -> Result<Vec<DirectRule>> {
+        Ok(rules_from_raw(self.config_direct.get_all_rules().await?))
+    }
+
+    pub async fn add_permanent_rule(&self, rule: &DirectRule) -> Result<()> {
+        Ok(self
+            .config_direct
+            .add_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &rule.arg_refs(),
+            )
+            .await?)
+    }
+
+    pub async fn remove_permanent_rule(&self, rule: &DirectRule) -> Result<()> {
+        Ok(self
+            .config_direct
+            .remove_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &rule.arg_refs(),
+            )
+            .await?)
+    }
+
+    // Permanent zones.
+
+    pub async fn permanent_zone(&self, zone: &str) -> Result<PermanentZone> {
+        let path = self.config.get_zone_by_name(zone).await?;
+        let proxy = ConfigZoneProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?;
+        Ok(PermanentZone { proxy })
+    }
+
+    // Signals.
+
+    /// Every `Reloaded` signal. After one, firewalld has dropped all runtime direct rules and
+    /// chains that are not in its permanent configuration.
+    pub async fn reloaded(&self) -> Result<BoxStream<'static, ()>> {
+        Ok(self.main.receive_reloaded().await?.map(|_| ()).boxed())
+    }
+
+    /// Interfaces added to, removed from or moved between zones at run time.
+    pub async fn zone_events(&self) -> Result<BoxStream<'static, ZoneEvent>> {
+        let added = self
+            .zone
+            .receive_interface_added()
+            .await?
+            .filter_map(|signal| async move {
+                let args = signal.args().ok()?;
+                Some(ZoneEvent::InterfaceAdded {
+                    zone: args.zone,
+                    interface: args.interface,
+                })
+            });
+        let removed =
+            self.zone
+                .receive_interface_removed()
+                .await?
+                .filter_map(|signal| async move {
+                    let args = signal.args().ok()?;
+                    Some(ZoneEvent::InterfaceRemoved {
+                        zone: args.zone,
+                        interface: args.interface,
+                    })
+                });
+        let changed = self
+            .zone
+            .receive_zone_of_interface_changed()
+            .await?
+            .filter_map(|signal| async move {
+                let args = signal.args().ok()?;
+                Some(ZoneEvent::ZoneOfInterfaceChanged {
+                    zone: args.zone,
+                    interface: args.interface,
+                })
+            });
+        Ok(stream::select(stream::select(added, removed), changed).boxed())
+    }
+
+    /// firewalld appearing on and leaving the system bus (start, stop, restart, crash).
+    pub async fn presence(&self) -> Result<BoxStream<'static, Presence>> {
+        let dbus = zbus::fdo::DBusProxy::new(&self.connection).await?;
+        let changes = dbus
+            .receive_name_owner_changed_with_args(&[(0, proxy::BUS_NAME)])
+            .await?;
+        Ok(changes
+            .filter_map(|signal| async move {
+                let args = signal.args().ok()?;
+                Some(if args.new_owner.is_some() {
+                    Presence::Appeared
+                } else {
+                    Presence::Vanished
+                })
+            })
+            .boxed())
+    }
+}
+
+/// One zone of firewalld's permanent configuration.
+pub struct PermanentZone {
+    proxy: ConfigZoneProxy<'static>,
+}
+
+impl PermanentZone {
+    pub async fn settings(&self) -> Result<ZoneSettings> {
+        Ok(ZoneSettings::from_dict(&self.proxy.get_settings2().await?))
+    }
+
+    pub async fn interfaces(&self) -> Result<Vec<String>> {
+        Ok(self.proxy.get_interfaces().await?)
+    }
+
+    pub async fn add_interface(&self, interface: &str) -> Result<()> {
+        Ok(self.proxy.add_interface(interface).await?)
+    }
+
+    pub async fn remove_interface(&self, interface: &str) -> Result<()> {
+        Ok(self.proxy.remove_interface(interface).await?)
+    }
+}
+
+fn chains_from_raw(raw: Vec<(String, String, String)>) -> Vec<DirectChain> {
+    raw.into_iter()
+        .filter_map(|(ipv, table, chain)| {
+            Some(DirectChain {
+                family: Family::parse(&ipv)?,
+                table,
+                chain,
+            })
+        })
+        .collect()
+}
+
+fn rules_from_raw(raw: Vec<RawRule>) -> Vec<DirectRule> {
+    raw.into_iter().filter_map(DirectRule::from_raw).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method_error(name: &str, message: &str) -> zbus::Error {
+        let call = zbus::message::Message::method_call("/", "m")
+            .build(&())
+            .unwrap();
+        let reply = zbus::message::Message::error(&call.header(), name)
+            .build(&(message,))
+            .unwrap();
+        zbus::Error::from(reply)
+    }
+
+    #[test]
+    fn firewalld_exceptions_become_typed_codes() {
+        let error = FirewalldError::from(method_error(
+            FIREWALLD_EXCEPTION,
+            "ZONE_CONFLICT: 'docker0' already bound to 'internal'",
+        ));
+        assert_eq!(error.code(), Some(&ErrorCode::ZoneConflict));
+        assert_eq!(
+            error.to_string(),
+            "firewalld refused: ZONE_CONFLICT: 'docker0' already bound to 'internal'"
+        );
+
+        let bare = FirewalldError::from(method_error(FIREWALLD_EXCEPTION, "ALREADY_ENABLED"));
+        assert_eq!(bare.code(), Some(&ErrorCode::AlreadyEnabled));
+        assert_eq!(bare.to_string(), "firewalld refused: ALREADY_ENABLED");
+
+        let odd = FirewalldError::from(method_error(FIREWALLD_EXCEPTION, "RT_TO_PERM_FAILED: x"));
+        assert_eq!(
+            odd.code(),
+            Some(&ErrorCode::Other("RT_TO_PERM_FAILED".into()))
+        );
+    }
+
+    #[test]
+    fn an_absent_firewalld_is_not_running_rather_than_a_bus_error() {
+        let error = FirewalldError::from(method_error(
+            "org.freedesktop.DBus.Error.ServiceUnknown",
+            "The name is not activatable",
+        ));
+        assert!(matches!(error, FirewalldError::NotRunning), "{error:?}");
+    }
+
+    #[test]
+    fn rules_of_other_families_are_skipped() {
+        let rules = rules_from_raw(vec![
+            (
+                "eb".into(),
+                "filter".into(),
+                "INPUT".into(),
+                0,
+                vec!["-j".into(), "ACCEPT".into()],
+            ),
+            (
+                "ipv6".into(),
+                "filter".into(),
+                "DOCKER-USER".into(),
+                3,
+                vec!["-j".into(), "DROP".into()],
+            ),
+        ]);
+        assert_eq!(
+            rules,
+            vec![DirectRule {
+                family: Family::Ipv6,
+                table: "filter".into(),
+                chain: "DOCKER-USER".into(),
+                priority: 3,
+                args: vec!["-j".into(), "DROP".into()],
+            }]
+        );
+    }
+}

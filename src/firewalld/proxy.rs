@@ -1,0 +1,216 @@
+//! Typed proxies for the parts of firewalld's D-Bus API that dockgate uses.
+//!
+//! Signatures were read from the live introspection of firewalld 1.3.3 and 2.5.2 (identical for
+//! every member used here); firewalld's own reference is `doc/xml/firewalld.dbus.xml`.
+
+use std::collections::HashMap;
+
+use zbus::proxy;
+use zbus::{OwnedObjectPath, OwnedVariant, Variant};
+
+pub const BUS_NAME: &str = "org.fedoraproject.FirewallD1";
+
+/// A direct rule as firewalld's D-Bus API carries it: (ipv, table, chain, priority, args).
+pub type RawRule = (String, String, String, i32, Vec<String>);
+
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1"
+)]
+pub trait FirewallD1 {
+    fn reload(&self) -> zbus::Result<()>;
+
+    #[zbus(name = "getDefaultZone")]
+    fn get_default_zone(&self) -> zbus::Result<String>;
+
+    #[zbus(property, name = "version")]
+    fn version(&self) -> zbus::Result<String>;
+
+    #[zbus(property, name = "state")]
+    fn state(&self) -> zbus::Result<String>;
+
+    #[zbus(signal, name = "Reloaded")]
+    fn reloaded(&self) -> zbus::Result<()>;
+}
+
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.zone",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1"
+)]
+pub trait Zone {
+    #[zbus(name = "getActiveZones")]
+    fn get_active_zones(&self) -> zbus::Result<HashMap<String, HashMap<String, Vec<String>>>>;
+
+    #[zbus(name = "getZones")]
+    fn get_zones(&self) -> zbus::Result<Vec<String>>;
+
+    #[zbus(name = "getZoneOfInterface")]
+    fn get_zone_of_interface(&self, interface: &str) -> zbus::Result<String>;
+
+    #[zbus(name = "addInterface")]
+    fn add_interface(&self, zone: &str, interface: &str) -> zbus::Result<String>;
+
+    #[zbus(name = "removeInterface")]
+    fn remove_interface(&self, zone: &str, interface: &str) -> zbus::Result<String>;
+
+    #[zbus(name = "changeZoneOfInterface")]
+    fn change_zone_of_interface(&self, zone: &str, interface: &str) -> zbus::Result<String>;
+
+    #[zbus(name = "getZoneSettings2")]
+    fn get_zone_settings2(&self, zone: &str) -> zbus::Result<HashMap<String, OwnedVariant>>;
+
+    #[zbus(name = "setZoneSettings2")]
+    fn set_zone_settings2(
+        &self,
+        zone: &str,
+        settings: HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "InterfaceAdded")]
+    fn interface_added(&self, zone: String, interface: String) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "InterfaceRemoved")]
+    fn interface_removed(&self, zone: String, interface: String) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "ZoneOfInterfaceChanged")]
+    fn zone_of_interface_changed(&self, zone: String, interface: String) -> zbus::Result<()>;
+}
+
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.direct",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1"
+)]
+pub trait Direct {
+    #[zbus(name = "addChain")]
+    fn add_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
+
+    #[zbus(name = "removeChain")]
+    fn remove_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
+
+    #[zbus(name = "queryChain")]
+    fn query_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<bool>;
+
+    #[zbus(name = "getAllChains")]
+    fn get_all_chains(&self) -> zbus::Result<Vec<(String, String, String)>>;
+
+    #[zbus(name = "addRule")]
+    fn add_rule(
+        &self,
+        ipv: &str,
+        table: &str,
+        chain: &str,
+        priority: i32,
+        args: &[&str],
+    ) -> zbus::Result<()>;
+
+    #[zbus(name = "removeRule")]
+    fn remove_rule(
+        &self,
+        ipv: &str,
+        table: &str,
+        chain: &str,
+        priority: i32,
+        args: &[&str],
+    ) -> zbus::Result<()>;
+
+    #[zbus(name = "queryRule")]
+    fn query_rule(
+        &self,
+        ipv: &str,
+        table: &str,
+        chain: &str,
+        priority: i32,
+        args: &[&str],
+    ) -> zbus::Result<bool>;
+
+    #[zbus(name = "getAllRules")]
+    fn get_all_rules(&self) -> zbus::Result<Vec<RawRule>>;
+}
+
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.config",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1/config"
+)]
+pub trait Config {
+    #[zbus(name = "getZoneByName")]
+    fn get_zone_by_name(&self, zone: &str) -> zbus::Result<OwnedObjectPath>;
+
+    #[zbus(name = "getZoneNames")]
+    fn get_zone_names(&self) -> zbus::Result<Vec<String>>;
+
+    #[zbus(property, name = "FirewallBackend")]
+    fn firewall_backend(&self) -> zbus::Result<String>;
+
+    /// Only on firewalld >= 2.3; reading it on older versions fails.
+    #[zbus(property, name = "StrictForwardPorts")]
+    fn strict_forward_ports(&self) -> zbus::Result<String>;
+}
+
+/// The permanent direct configuration, which firewalld itself re-applies on reload and start.
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.config.direct",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1/config"
+)]
+pub trait ConfigDirect {
+    #[zbus(name = "addChain")]
+    fn add_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
+
+    #[zbus(name = "removeChain")]
+    fn remove_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
+
+    #[zbus(name = "queryChain")]
+    fn query_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<bool>;
+
+    #[zbus(name = "getAllChains")]
+    fn get_all_chains(&self) -> zbus::Result<Vec<(String, String, String)>>;
+
+    #[zbus(name = "addRule")]
+    fn add_rule(
+        &self,
+        ipv: &str,
+        table: &str,
+        chain: &str,
+        priority: i32,
+        args: &[&str],
+    ) -> zbus::Result<()>;
+
+    #[zbus(name = "removeRule")]
+    fn remove_rule(
+        &self,
+        ipv: &str,
+        table: &str,
+        chain: &str,
+        priority: i32,
+        args: &[&str],
+    ) -> zbus::Result<()>;
+
+    #[zbus(name = "getAllRules")]
+    fn get_all_rules(&self) -> zbus::Result<Vec<RawRule>>;
+}
+
+/// One permanent zone (`/org/fedoraproject/FirewallD1/config/zone/N`).
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.config.zone",
+    default_service = "org.fedoraproject.FirewallD1"
+)]
+pub trait ConfigZone {
+    #[zbus(name = "getSettings2")]
+    fn get_settings2(&self) -> zbus::Result<HashMap<String, OwnedVariant>>;
+
+    #[zbus(name = "update2")]
+    fn update2(&self, settings: HashMap<&str, Variant<'_>>) -> zbus::Result<()>;
+
+    #[zbus(name = "addInterface")]
+    fn add_interface(&self, interface: &str) -> zbus::Result<()>;
+
+    #[zbus(name = "removeInterface")]
+    fn remove_interface(&self, interface: &str) -> zbus::Result<()>;
+
+    #[zbus(name = "getInterfaces")]
+    fn get_interfaces(&self) -> zbus::Result<Vec<String>>;
+}

@@ -1,0 +1,133 @@
+//! Helpers for the tests that run inside tests/sandbox (feature `sandbox-tests`): shell out to
+//! the sandbox's tools, probe from client namespaces, and clean up containers.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dockgate::docker::Docker;
+use dockgate::firewalld::Firewalld;
+
+/// The sandbox's external interface ext1 as client1 sees it.
+pub const HOST_V4: &str = "10.99.1.1";
+pub const HOST_V6: &str = "fd99:1::1";
+
+pub fn in_sandbox() {
+    assert_eq!(
+        std::env::var("DOCKGATE_SANDBOX").as_deref(),
+        Ok("1"),
+        "these tests need real daemons: run them through tests/run or tests/sandbox/sandbox"
+    );
+}
+
+pub fn stack() -> String {
+    std::env::var("DOCKGATE_STACK").expect("DOCKGATE_STACK is set by the sandbox")
+}
+
+/// Runs a shell command, asserting it succeeds; returns its stdout.
+pub fn sh(command: &str) -> String {
+    let (ok, stdout, stderr) = try_sh(command);
+    assert!(ok, "`{command}` failed:\n{stdout}{stderr}");
+    stdout
+}
+
+pub fn try_sh(command: &str) -> (bool, String, String) {
+    let output = Command::new("bash")
+        .args(["-c", command])
+        .output()
+        .expect("bash runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// One new TCP connection attempt from client1: "open", "rejected" or "dropped".
+pub fn probe(host: &str, port: u16) -> String {
+    let (_, stdout, _) = try_sh(&format!("sandbox-ctl probe {host} {port}"));
+    stdout.trim().to_owned()
+}
+
+pub fn probe_udp(host: &str, port: u16) -> String {
+    let (_, stdout, _) = try_sh(&format!("sandbox-ctl probe --udp {host} {port}"));
+    stdout.trim().to_owned()
+}
+
+/// Probes until the expected answer comes or the time is up; returns the last answer.
+pub fn probe_until(host: &str, port: u16, expected: &str, within: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let answer = probe(host, port);
+        if answer == expected || start.elapsed() > within {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub async fn firewalld() -> Firewalld {
+    let connection = zbus::Connection::system().await.expect("system bus");
+    Firewalld::new(&connection)
+        .await
+        .expect("firewalld proxies")
+}
+
+pub fn docker() -> Docker {
+    Docker::new(dockgate::docker::DEFAULT_SOCKET).expect("docker client")
+}
+
+/// Lines in a table of iptables-save for a family ("iptables" or "ip6tables").
+pub fn iptables_lines(tool: &str, table: &str) -> usize {
+    sh(&format!("{tool}-save -t {table}"))
+        .lines()
+        .filter(|line| line.starts_with('-'))
+        .count()
+}
+
+/// A container running busybox httpd on port 80, removed when dropped.
+pub struct Container {
+    pub name: String,
+}
+
+impl Container {
+    /// `docker run -d --name NAME ARGS bb COMMAND`
+    pub fn run(name: &str, docker_args: &str, command: &str) -> Container {
+        let _ = try_sh(&format!("docker rm -f {name}"));
+        sh(&format!(
+            "docker run -d --name {name} {docker_args} bb {command}"
+        ));
+        Container {
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn httpd(name: &str, docker_args: &str) -> Container {
+        Container::run(name, docker_args, "/bin/httpd -f -p 80 -h /www")
+    }
+
+    pub fn udp_echo(name: &str, docker_args: &str) -> Container {
+        Container::run(
+            name,
+            docker_args,
+            "/bin/socat UDP6-RECVFROM:9000,fork,ipv6only=0 EXEC:/bin/cat",
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = try_sh(&format!("docker rm -f {}", self.name));
+    }
+}
+
+/// Awaits a future for at most `seconds`, panicking with `what` when it takes longer.
+pub async fn within<T>(
+    seconds: u64,
+    what: &str,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(seconds), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {seconds} s waiting for {what}"))
+}
