@@ -8,10 +8,7 @@ use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
 
 use crate::docker::{Docker, PublishedPort};
-use crate::firewalld::{DirectRule, Firewalld, FirewalldInfo};
-
-/// Docker's chain for the admin's own forwarding rules; it sees packets after DNAT.
-pub const DOCKER_USER: &str = "DOCKER-USER";
+use crate::firewalld::{DOCKER_USER, DirectRule, Firewalld, FirewalldInfo};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -17,6 +17,12 @@ use self::proxy::{
     ZoneProxy,
 };
 
+/// Docker's chain for the admin's own forwarding rules; it sees packets after DNAT.
+pub const DOCKER_USER: &str = "DOCKER-USER";
+
+/// How long to wait for firewalld's `Reloaded` after asking for a reload.
+const RELOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The D-Bus error name firewalld uses for every failure; the message starts with the code.
 const FIREWALLD_EXCEPTION: &str = "org.fedoraproject.FirewallD1.Exception";
 
@@ -471,6 +477,59 @@ impl Firewalld {
         Ok(rules_from_raw(self.direct.get_all_rules().await?))
     }
 
+    /// Makes DOCKER-USER (filter table, both families) ready for direct rules without costing
+    /// Docker its own rules. The safe sequence differs by firewalld version:
+    ///
+    /// - firewalld 2.x (nftables backend) flushes every iptables table, Docker's rules included,
+    ///   on the first runtime direct `add_*` call while it has no direct configuration at all
+    ///   (`Firewall.may_skip_flush_direct_backends`), and nobody tells Docker. Instead the chain
+    ///   goes into the permanent direct configuration and firewalld reloads once: the reload
+    ///   does its flush before it emits `Reloaded`, Docker rebuilds its rules on that signal,
+    ///   and the re-registered permanent chain keeps every later runtime call from flushing.
+    ///   Only the first registration reloads; published ports pause for under a second then.
+    /// - firewalld 1.x flushes only on start, reload and stop, so runtime calls are safe. Its
+    ///   `add_chain` runs `iptables -N`, which fails for the IPv4 chain Docker already made;
+    ///   rules go into Docker's chain all the same. Docker 20.10 makes no IPv6 DOCKER-USER, so
+    ///   that one is created.
+    pub async fn register_docker_user(&self) -> Result<()> {
+        let chains = Family::ALL.map(|family| DirectChain::new(family, "filter", DOCKER_USER));
+        let mut unregistered = Vec::new();
+        for chain in &chains {
+            if !self.query_chain(chain).await? {
+                unregistered.push(chain);
+            }
+        }
+        if unregistered.is_empty() {
+            return Ok(());
+        }
+        if major_version(&self.main.version().await?) >= 2 {
+            for chain in &chains {
+                if !self.query_permanent_chain(chain).await? {
+                    self.add_permanent_chain(chain).await?;
+                }
+            }
+            let mut reloaded = self.reloaded().await?;
+            self.reload().await?;
+            if tokio::time::timeout(RELOAD_TIMEOUT, reloaded.next())
+                .await
+                .is_err()
+            {
+                tracing::warn!("firewalld sent no Reloaded within {RELOAD_TIMEOUT:?}");
+            }
+            return Ok(());
+        }
+        for chain in unregistered {
+            match self.add_chain(chain).await {
+                Err(FirewalldError::Refused {
+                    code: ErrorCode::CommandFailed,
+                    detail,
+                }) if detail.contains("Chain already exists") => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
     // Permanent direct configuration: firewalld re-applies it on every start and reload.
 
     pub async fn permanent_chains(&self) -> Result<Vec<DirectChain>> {
@@ -628,6 +687,15 @@ impl PermanentZone {
     }
 }
 
+/// "2.5.2" -> 2; an unparsable version counts as the oldest.
+fn major_version(version: &str) -> u32 {
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn chains_from_raw(raw: Vec<(String, String, String)>) -> Vec<DirectChain> {
     raw.into_iter()
         .filter_map(|(ipv, table, chain)| {
@@ -688,6 +756,13 @@ mod tests {
             "The name is not activatable",
         ));
         assert!(matches!(error, FirewalldError::NotRunning), "{error:?}");
+    }
+
+    #[test]
+    fn major_versions() {
+        assert_eq!(major_version("1.3.3"), 1);
+        assert_eq!(major_version("2.5.2"), 2);
+        assert_eq!(major_version("garbage"), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub type RawRule = (String, String, String, i32, Vec<String>);
     default_path = "/org/fedoraproject/FirewallD1"
 )]
 pub trait FirewallD1 {
+    #[zbus(name = "reload")]
     fn reload(&self) -> zbus::Result<()>;
 
     #[zbus(name = "getDefaultZone")]

@@ -66,6 +66,20 @@ pub fn probe_until(host: &str, port: u16, expected: &str, within: Duration) -> S
     }
 }
 
+/// Polls a condition until it holds or the time is up; whether it held.
+pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub async fn firewalld() -> Firewalld {
     let connection = zbus::Connection::system().await.expect("system bus");
     Firewalld::new(&connection)
