@@ -121,30 +121,33 @@ pub enum DockerEvent {
 
 #[derive(Clone)]
 pub struct Docker {
-    client: bollard::Docker,
     socket: String,
 }
 
 impl Docker {
-    /// Sets up the client; dockerd need not be running yet (requests fail until it is).
-    pub fn new(socket: &str) -> Result<Self> {
-        let client = bollard::Docker::connect_with_unix(
-            socket,
+    /// dockerd need not be running yet: requests fail until it is.
+    pub fn new(socket: &str) -> Self {
+        Self {
+            socket: socket.to_owned(),
+        }
+    }
+
+    /// A bollard client per request: bollard refuses to make one while the socket is missing,
+    /// and dockerd's socket comes and goes with dockerd. Making one opens no connection.
+    fn client(&self) -> Result<bollard::Docker> {
+        bollard::Docker::connect_with_unix(
+            &self.socket,
             REQUEST_TIMEOUT_SECS,
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|source| DockerError::Unreachable {
-            socket: socket.to_owned(),
+            socket: self.socket.clone(),
             source,
-        })?;
-        Ok(Self {
-            client,
-            socket: socket.to_owned(),
         })
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.client
+        self.client()?
             .ping()
             .await
             .map(drop)
@@ -155,14 +158,14 @@ impl Docker {
     }
 
     pub async fn version(&self) -> Result<String> {
-        let version = self.client.version().await?;
+        let version = self.client()?.version().await?;
         Ok(version.version.unwrap_or_default())
     }
 
     /// Every host port published by a running container, sorted.
     pub async fn published_ports(&self) -> Result<Vec<PublishedPort>> {
         let options = ListContainersOptionsBuilder::new().all(false).build();
-        let containers = self.client.list_containers(Some(options)).await?;
+        let containers = self.client()?.list_containers(Some(options)).await?;
         let mut ports: Vec<PublishedPort> =
             containers.iter().flat_map(published_ports_of).collect();
         ports.sort();
@@ -172,7 +175,7 @@ impl Docker {
 
     pub async fn networks(&self) -> Result<Vec<Network>> {
         let networks = self
-            .client
+            .client()?
             .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
             .await?;
         let mut networks: Vec<Network> = networks
@@ -219,11 +222,14 @@ impl Docker {
         let filters = HashMap::from([("type", vec!["container", "network"])]);
         let mut backoff = FIRST_BACKOFF;
         loop {
-            if self.ping().await.is_err() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
+            let client = match self.client() {
+                Ok(client) if client.ping().await.is_ok() => client,
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
             backoff = FIRST_BACKOFF;
             // bollard sends the request only when the stream is first polled; asking for events
             // since now, taken before announcing Resynced, leaves no gap for a consumer that
@@ -233,7 +239,7 @@ impl Docker {
                 .since(&since)
                 .filters(&filters)
                 .build();
-            let mut events = self.client.events(Some(options));
+            let mut events = client.events(Some(options));
             if sender.send(DockerEvent::Resynced).await.is_err() {
                 return;
             }

@@ -50,10 +50,7 @@ async fn inspect(docker_socket: &str, json: bool) -> ExitCode {
         Ok(firewalld) => firewalld,
         Err(error) => return fail(error.to_string()),
     };
-    let docker = match Docker::new(docker_socket) {
-        Ok(docker) => docker,
-        Err(error) => return fail(error.to_string()),
-    };
+    let docker = Docker::new(docker_socket);
     let report = Report::gather(&firewalld, &docker).await;
     if json {
         match serde_json::to_string_pretty(&report) {

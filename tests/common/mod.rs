@@ -80,6 +80,21 @@ pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool
     }
 }
 
+/// After a firewalld reload Docker rebuilds its rules; DNAT comes back some tens of ms before
+/// FORWARD's jump to DOCKER-USER, so the jump is what says the rebuild is done.
+pub fn wait_for_docker_rules(published_port: u16) {
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            sh("iptables -S FORWARD").contains("-j DOCKER-USER")
+        }),
+        "Docker did not restore its FORWARD -> DOCKER-USER jump"
+    );
+    assert_eq!(
+        probe_until(HOST_V4, published_port, "open", Duration::from_secs(5)),
+        "open"
+    );
+}
+
 pub async fn firewalld() -> Firewalld {
     let connection = zbus::Connection::system().await.expect("system bus");
     Firewalld::new(&connection)
@@ -88,7 +103,7 @@ pub async fn firewalld() -> Firewalld {
 }
 
 pub fn docker() -> Docker {
-    Docker::new(dockgate::docker::DEFAULT_SOCKET).expect("docker client")
+    Docker::new(dockgate::docker::DEFAULT_SOCKET)
 }
 
 /// Lines in a table of iptables-save for a family ("iptables" or "ip6tables").

@@ -1,0 +1,142 @@
+//! `dockgated inspect` against the real daemons: what it reports must match firewall-cmd,
+//! docker ps and real packets from a client.
+#![cfg(feature = "sandbox-tests")]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use dockgate::firewalld::{DOCKER_USER, DirectRule, Family};
+use serde_json::Value;
+
+fn inspect(extra: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dockgated"))
+        .arg("inspect")
+        .args(extra)
+        .output()
+        .expect("dockgated runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn inspect_json() -> Value {
+    let (ok, stdout) = inspect(&["--json"]);
+    assert!(ok, "dockgated inspect --json failed:\n{stdout}");
+    serde_json::from_str(&stdout).expect("valid JSON")
+}
+
+fn port_entry<'a>(report: &'a Value, container: &str, host_ip: &str) -> &'a Value {
+    report["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|port| port["container"] == container && port["host_ip"] == host_ip)
+        .unwrap_or_else(|| panic!("no {container} port on {host_ip} in {report:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_reports_what_firewalld_docker_and_packets_say() {
+    in_sandbox();
+    let _ = try_sh("docker network rm insp-net");
+    sh("docker network create -o com.docker.network.bridge.name=dg-insp0 insp-net");
+    let _web = Container::httpd("insp-web", "-p 18100:80");
+    let _local = Container::httpd("insp-local", "--network insp-net -p 127.0.0.1:18101:80");
+
+    let report = inspect_json();
+    assert_eq!(
+        report["firewalld"]["version"],
+        sh("firewall-cmd --version").trim()
+    );
+    assert_eq!(
+        report["docker"]["version"],
+        sh("docker version -f '{{.Server.Version}}'").trim()
+    );
+    for bridge in ["docker0", "dg-insp0"] {
+        let entry = report["bridges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["bridge"] == bridge)
+            .unwrap_or_else(|| panic!("{bridge} missing from {report:#}"));
+        assert_eq!(
+            entry["zone"],
+            sh(&format!("firewall-cmd --get-zone-of-interface={bridge}")).trim()
+        );
+    }
+
+    // Open means open: a client on the external interface gets in.
+    let web = port_entry(&report, "insp-web", "0.0.0.0");
+    assert_eq!(web["host_port"], 18100);
+    assert_eq!(web["outside"], "open");
+    assert_eq!(
+        probe_until(HOST_V4, 18100, "open", Duration::from_secs(5)),
+        "open"
+    );
+    assert_eq!(port_entry(&report, "insp-web", "::")["outside"], "open");
+    assert_eq!(probe(HOST_V6, 18100), "open");
+    // Loopback only means other hosts cannot reach it.
+    let local = port_entry(&report, "insp-local", "127.0.0.1");
+    assert_eq!(local["outside"], "loopback-only");
+    assert_ne!(probe(HOST_V4, 18101), "open");
+
+    let (ok, text) = inspect(&[]);
+    assert!(ok);
+    for expected in [
+        "dg-insp0",
+        "127.0.0.1:18101",
+        "OPEN to every source",
+        "loopback only",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+
+    // A DROP rule in DOCKER-USER shows up as filtering the IPv4 port, and does filter it.
+    let firewalld = firewalld().await;
+    firewalld.register_docker_user().await.unwrap();
+    // On firewalld 2.x the first registration reloads, and Docker rebuilds its rules after.
+    wait_for_docker_rules(18100);
+    let rule = DirectRule {
+        family: Family::Ipv4,
+        table: "filter".into(),
+        chain: DOCKER_USER.into(),
+        priority: 0,
+        args: "-p tcp -m conntrack --ctorigdstport 18100 -s 10.99.1.2 -j DROP"
+            .split(' ')
+            .map(str::to_owned)
+            .collect(),
+    };
+    firewalld.add_rule(&rule).await.unwrap();
+    let report = inspect_json();
+    assert_eq!(
+        port_entry(&report, "insp-web", "0.0.0.0")["outside"],
+        "filtered"
+    );
+    assert_eq!(port_entry(&report, "insp-web", "::")["outside"], "open");
+    assert_eq!(
+        report["docker_user_rules"][0]["args"],
+        serde_json::json!(rule.args)
+    );
+    assert_eq!(probe(HOST_V4, 18100), "dropped");
+    firewalld.remove_rule(&rule).await.unwrap();
+
+    drop(_local);
+    sh("docker network rm insp-net");
+}
+
+#[test]
+fn inspect_with_docker_down_reports_it_and_fails() {
+    in_sandbox();
+    sh("sandbox-ctl stop dockerd");
+    let (ok, text) = inspect(&[]);
+    sh("sandbox-ctl start dockerd");
+    assert!(!ok, "a report missing Docker is not a success");
+    assert!(text.contains("firewalld "), "{text}");
+    assert!(text.contains("Docker: Docker is not reachable"), "{text}");
+}
