@@ -75,6 +75,9 @@ pub enum Reachability {
     Open,
     /// Bound to a loopback address: other hosts cannot reach it.
     LoopbackOnly,
+    /// The container has no address of this family, so Docker serves the port with
+    /// docker-proxy on the host itself: firewalld's zones judge it like any host port.
+    ViaProxy,
     /// firewalld >= 2.3 with StrictForwardPorts=yes drops DNAT it did not create itself.
     BlockedByStrictForwardPorts,
     /// DOCKER-USER has direct rules for this family; whether they let a source in depends on
@@ -89,6 +92,7 @@ impl Reachability {
         match self {
             Reachability::Open => "OPEN to every source",
             Reachability::LoopbackOnly => "loopback only",
+            Reachability::ViaProxy => "via docker-proxy: zones decide",
             Reachability::BlockedByStrictForwardPorts => "blocked (StrictForwardPorts=yes)",
             Reachability::Filtered => "filtered by DOCKER-USER rules",
             Reachability::Unknown => "unknown (firewalld not readable)",
@@ -105,6 +109,9 @@ pub fn assess(
 ) -> Reachability {
     if port.is_loopback_only() {
         return Reachability::LoopbackOnly;
+    }
+    if port.container_ip.is_none() {
+        return Reachability::ViaProxy;
     }
     let Some(firewalld) = firewalld else {
         return Reachability::Unknown;
@@ -285,7 +292,11 @@ mod tests {
             host_ip: host_ip.parse().unwrap(),
             host_port: 8080,
             protocol: Protocol::Tcp,
-            container_ip: None,
+            container_ip: Some(if host_ip.contains(':') {
+                "fd00::2".parse().unwrap()
+            } else {
+                "172.17.0.2".parse().unwrap()
+            }),
             container_port: 80,
         }
     }
@@ -335,6 +346,16 @@ mod tests {
             Reachability::BlockedByStrictForwardPorts
         );
         assert_eq!(assess(&port("::"), None, &[]), Reachability::Unknown);
+    }
+
+    #[test]
+    fn without_a_container_address_of_the_family_the_host_zones_decide() {
+        let no_ipv6 = PublishedPort {
+            container_ip: None,
+            ..port("::")
+        };
+        let info = firewalld(None);
+        assert_eq!(assess(&no_ipv6, Some(&info), &[]), Reachability::ViaProxy);
     }
 
     #[test]

@@ -82,6 +82,19 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
     let local = port_entry(&report, "insp-local", "127.0.0.1");
     assert_eq!(local["outside"], "loopback-only");
     assert_ne!(probe(HOST_V4, 18101), "open");
+    // insp-net has no IPv6: Docker serves [::]:18102 with docker-proxy, and the host's zone
+    // (public, where ext1 falls) does not let it in.
+    let _proxied = Container::httpd("insp-proxied", "--network insp-net -p 18102:80");
+    let report = inspect_json();
+    let proxied = port_entry(&report, "insp-proxied", "::");
+    assert_eq!(proxied["container_ip"], Value::Null);
+    assert_eq!(proxied["outside"], "via-proxy");
+    assert_ne!(probe(HOST_V6, 18102), "open");
+    assert_eq!(
+        port_entry(&report, "insp-proxied", "0.0.0.0")["outside"],
+        "open"
+    );
+    drop(_proxied);
 
     let (ok, text) = inspect(&[]);
     assert!(ok);
