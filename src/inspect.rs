@@ -136,21 +136,45 @@ fn is_plain_return(rule: &DirectRule) -> bool {
 impl Report {
     /// Reads everything it can; a daemon that is down shows up as an error in its field.
     pub async fn gather(firewalld: &Firewalld, docker: &Docker) -> Report {
-        let info = Readout::from_result(firewalld.info().await);
-        let docker_info =
-            Readout::from_result(docker.version().await.map(|version| DockerInfo { version }));
-        let docker_user_rules: Vec<DirectRule> = match info.as_ref() {
-            Some(_) => firewalld
-                .rules()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|rule| rule.table == "filter" && rule.chain == DOCKER_USER)
-                .collect(),
-            None => Vec::new(),
+        // Without the rules nothing can be said about reachability, so a failure to read them
+        // counts as firewalld being unreadable.
+        let firewalld_state = match firewalld.info().await {
+            Ok(info) => firewalld.rules().await.map(|rules| (info, rules)),
+            Err(error) => Err(error),
+        };
+        let (info, docker_user_rules) = match firewalld_state {
+            Ok((info, rules)) => (
+                Readout::Read(info),
+                rules
+                    .into_iter()
+                    .filter(|rule| rule.table == "filter" && rule.chain == DOCKER_USER)
+                    .collect(),
+            ),
+            Err(error) => (
+                Readout::from_result(Err::<FirewalldInfo, _>(error)),
+                Vec::new(),
+            ),
+        };
+        // Likewise an empty list of ports must mean none, never "could not read them".
+        let docker_state = async {
+            let version = docker.version().await?;
+            let networks = docker.networks().await?;
+            let ports = docker.published_ports().await?;
+            Ok::<_, crate::docker::DockerError>((version, networks, ports))
+        }
+        .await;
+        let (docker_info, networks, ports) = match docker_state {
+            Ok((version, networks, ports)) => {
+                (Readout::Read(DockerInfo { version }), networks, ports)
+            }
+            Err(error) => (
+                Readout::from_result(Err::<DockerInfo, _>(error)),
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         let mut bridges = Vec::new();
-        for network in docker.networks().await.unwrap_or_default() {
+        for network in networks {
             let Some(bridge) = network.bridge else {
                 continue;
             };
@@ -164,10 +188,7 @@ impl Report {
                 zone,
             });
         }
-        let ports = docker
-            .published_ports()
-            .await
-            .unwrap_or_default()
+        let ports = ports
             .into_iter()
             .map(|port| PortReport {
                 outside: assess(&port, info.as_ref(), &docker_user_rules),

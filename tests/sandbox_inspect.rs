@@ -77,7 +77,11 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         "open"
     );
     assert_eq!(port_entry(&report, "insp-web", "::")["outside"], "open");
-    assert_eq!(probe(HOST_V6, 18100), "open");
+    // A new container's IPv6 address passes traffic only after DAD, a second or two.
+    assert_eq!(
+        probe_until(HOST_V6, 18100, "open", Duration::from_secs(5)),
+        "open"
+    );
     // Loopback only means other hosts cannot reach it.
     let local = port_entry(&report, "insp-local", "127.0.0.1");
     assert_eq!(local["outside"], "loopback-only");

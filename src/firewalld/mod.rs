@@ -398,35 +398,23 @@ impl Firewalld {
     // Runtime direct interface.
 
     pub async fn add_chain(&self, chain: &DirectChain) -> Result<()> {
-        let DirectChain {
-            family,
-            table,
-            chain,
-        } = chain;
-        Ok(self.direct.add_chain(family.as_str(), table, chain).await?)
+        Ok(self
+            .direct
+            .add_chain(chain.family.as_str(), &chain.table, &chain.chain)
+            .await?)
     }
 
     pub async fn remove_chain(&self, chain: &DirectChain) -> Result<()> {
-        let DirectChain {
-            family,
-            table,
-            chain,
-        } = chain;
         Ok(self
             .direct
-            .remove_chain(family.as_str(), table, chain)
+            .remove_chain(chain.family.as_str(), &chain.table, &chain.chain)
             .await?)
     }
 
     pub async fn query_chain(&self, chain: &DirectChain) -> Result<bool> {
-        let DirectChain {
-            family,
-            table,
-            chain,
-        } = chain;
         Ok(self
             .direct
-            .query_chain(family.as_str(), table, chain)
+            .query_chain(chain.family.as_str(), &chain.table, &chain.chain)
             .await?)
     }
 
