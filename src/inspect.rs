@@ -8,7 +8,7 @@ use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
 
 use crate::docker::{Docker, PublishedPort};
-use crate::firewalld::{DOCKER_USER, DirectRule, Firewalld, FirewalldInfo};
+use crate::firewalld::{DOCKER_USER, DirectRule, Firewalld, FirewalldInfo, Layer};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -139,7 +139,10 @@ impl Report {
         // Without the rules nothing can be said about reachability, so a failure to read them
         // counts as firewalld being unreadable.
         let firewalld_state = match firewalld.info().await {
-            Ok(info) => firewalld.rules().await.map(|rules| (info, rules)),
+            Ok(info) => firewalld
+                .rules(Layer::Runtime)
+                .await
+                .map(|rules| (info, rules)),
             Err(error) => Err(error),
         };
         let (info, docker_user_rules) = match firewalld_state {

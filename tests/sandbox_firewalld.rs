@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dockgate::firewalld::{DOCKER_USER, DirectChain, DirectRule, ErrorCode, Family, Presence};
+use dockgate::firewalld::{
+    DOCKER_USER, DirectChain, DirectRule, ErrorCode, Family, Layer, Presence,
+};
 use futures_util::StreamExt;
 
 #[tokio::test]
@@ -128,7 +130,7 @@ async fn a_direct_rule_in_docker_user_blocks_a_published_port_and_its_removal_re
         .expect("DOCKER-USER registered");
     for family in Family::ALL {
         let chain = DirectChain::new(family, "filter", DOCKER_USER);
-        let registered = firewalld.query_chain(&chain).await.unwrap();
+        let registered = firewalld.query_chain(Layer::Runtime, &chain).await.unwrap();
         // firewalld 1.x cannot register the IPv4 chain Docker made (iptables -N fails); rules
         // go into it regardless, as the rest of this test shows.
         let expected = !(stack() == "bookworm" && family == Family::Ipv4);
@@ -151,24 +153,81 @@ async fn a_direct_rule_in_docker_user_blocks_a_published_port_and_its_removal_re
     assert_eq!(iptables_lines("iptables", "nat"), nat_before);
 
     let rule = drop_from_client1(18090);
-    firewalld.add_rule(&rule).await.expect("rule added");
-    assert!(firewalld.query_rule(&rule).await.unwrap());
-    assert!(firewalld.rules().await.unwrap().contains(&rule));
-    let again = firewalld.add_rule(&rule).await.unwrap_err();
+    firewalld
+        .add_rule(Layer::Runtime, &rule)
+        .await
+        .expect("rule added");
+    assert!(firewalld.query_rule(Layer::Runtime, &rule).await.unwrap());
+    assert!(
+        firewalld
+            .rules(Layer::Runtime)
+            .await
+            .unwrap()
+            .contains(&rule)
+    );
+    let again = firewalld.add_rule(Layer::Runtime, &rule).await.unwrap_err();
     assert_eq!(again.code(), Some(&ErrorCode::AlreadyEnabled));
     assert!(sh("iptables -S DOCKER-USER").contains("dockgate test"));
     assert_eq!(probe(HOST_V4, 18090), "dropped");
     assert_eq!(iptables_lines("iptables", "nat"), nat_before);
 
-    firewalld.remove_rule(&rule).await.expect("rule removed");
-    assert!(!firewalld.query_rule(&rule).await.unwrap());
+    firewalld
+        .remove_rule(Layer::Runtime, &rule)
+        .await
+        .expect("rule removed");
+    assert!(!firewalld.query_rule(Layer::Runtime, &rule).await.unwrap());
     assert_eq!(probe(HOST_V4, 18090), "open");
-    let gone = firewalld.remove_rule(&rule).await.unwrap_err();
+    let gone = firewalld
+        .remove_rule(Layer::Runtime, &rule)
+        .await
+        .unwrap_err();
     assert_eq!(gone.code(), Some(&ErrorCode::NotEnabled));
 
     // A later runtime direct call does not flush Docker's rules either.
-    firewalld.add_rule(&rule).await.unwrap();
-    firewalld.remove_rule(&rule).await.unwrap();
+    firewalld.add_rule(Layer::Runtime, &rule).await.unwrap();
+    firewalld.remove_rule(Layer::Runtime, &rule).await.unwrap();
     assert_eq!(iptables_lines("iptables", "nat"), nat_before);
     assert_eq!(probe(HOST_V4, 18090), "open");
+}
+
+#[tokio::test]
+async fn permanent_direct_rules_go_to_the_permanent_configuration_only() {
+    in_sandbox();
+    let firewalld = firewalld().await;
+    let rule = DirectRule {
+        priority: 5,
+        ..drop_from_client1(18095)
+    };
+    let chain = DirectChain::new(Family::Ipv4, "filter", DOCKER_USER);
+    if !firewalld
+        .query_chain(Layer::Permanent, &chain)
+        .await
+        .unwrap()
+    {
+        firewalld.add_chain(Layer::Permanent, &chain).await.unwrap();
+    }
+    firewalld.add_rule(Layer::Permanent, &rule).await.unwrap();
+    assert!(firewalld.query_rule(Layer::Permanent, &rule).await.unwrap());
+    assert!(
+        firewalld
+            .rules(Layer::Permanent)
+            .await
+            .unwrap()
+            .contains(&rule)
+    );
+    assert!(
+        firewalld
+            .chains(Layer::Permanent)
+            .await
+            .unwrap()
+            .contains(&chain)
+    );
+    assert!(!firewalld.query_rule(Layer::Runtime, &rule).await.unwrap());
+    assert!(sh("firewall-cmd --permanent --direct --get-all-rules").contains("18095"));
+    assert!(!sh("firewall-cmd --direct --get-all-rules").contains("18095"));
+    firewalld
+        .remove_rule(Layer::Permanent, &rule)
+        .await
+        .unwrap();
+    assert!(!firewalld.query_rule(Layer::Permanent, &rule).await.unwrap());
 }

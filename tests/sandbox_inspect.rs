@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use dockgate::firewalld::{DOCKER_USER, DirectRule, Family};
+use dockgate::firewalld::{DOCKER_USER, DirectRule, Family, Layer};
 use serde_json::Value;
 
 fn inspect(extra: &[&str]) -> (bool, String) {
@@ -129,7 +129,7 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
             .map(str::to_owned)
             .collect(),
     };
-    firewalld.add_rule(&rule).await.unwrap();
+    firewalld.add_rule(Layer::Runtime, &rule).await.unwrap();
     let report = inspect_json();
     assert_eq!(
         port_entry(&report, "insp-web", "0.0.0.0")["outside"],
@@ -141,7 +141,7 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         serde_json::json!(rule.args)
     );
     assert_eq!(probe(HOST_V4, 18100), "dropped");
-    firewalld.remove_rule(&rule).await.unwrap();
+    firewalld.remove_rule(Layer::Runtime, &rule).await.unwrap();
 
     drop(_local);
     sh("docker network rm insp-net");

@@ -12,10 +12,7 @@ use zbus::Connection;
 use zbus::OwnedVariant;
 use zbus::proxy::CacheProperties;
 
-use self::proxy::{
-    ConfigDirectProxy, ConfigProxy, ConfigZoneProxy, DirectProxy, FirewallD1Proxy, RawRule,
-    ZoneProxy,
-};
+use self::proxy::{ConfigProxy, ConfigZoneProxy, DirectProxy, FirewallD1Proxy, RawRule, ZoneProxy};
 
 /// Docker's chain for the admin's own forwarding rules; it sees packets after DNAT.
 pub const DOCKER_USER: &str = "DOCKER-USER";
@@ -271,6 +268,14 @@ pub enum Presence {
     Vanished,
 }
 
+/// Which direct configuration a call is about: firewalld's running state, or the permanent
+/// configuration it re-applies itself on every start and reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Runtime,
+    Permanent,
+}
+
 /// What firewalld is, for reports: version, backend and settings that change Docker's exposure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FirewalldInfo {
@@ -288,7 +293,7 @@ pub struct Firewalld {
     zone: ZoneProxy<'static>,
     direct: DirectProxy<'static>,
     config: ConfigProxy<'static>,
-    config_direct: ConfigDirectProxy<'static>,
+    config_direct: DirectProxy<'static>,
 }
 
 impl Firewalld {
@@ -313,7 +318,9 @@ impl Firewalld {
                 .cache_properties(CacheProperties::No)
                 .build()
                 .await?,
-            config_direct: ConfigDirectProxy::builder(connection)
+            config_direct: DirectProxy::builder(connection)
+                .interface(proxy::CONFIG_DIRECT_INTERFACE)
+                .path(proxy::CONFIG_PATH)
                 .cache_properties(CacheProperties::No)
                 .build()
                 .await?,
@@ -395,36 +402,43 @@ impl Firewalld {
         ))
     }
 
-    // Runtime direct interface.
+    // Direct interface, runtime or permanent: the two have the same members.
 
-    pub async fn add_chain(&self, chain: &DirectChain) -> Result<()> {
+    fn direct(&self, layer: Layer) -> &DirectProxy<'static> {
+        match layer {
+            Layer::Runtime => &self.direct,
+            Layer::Permanent => &self.config_direct,
+        }
+    }
+
+    pub async fn add_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()> {
         Ok(self
-            .direct
+            .direct(layer)
             .add_chain(chain.family.as_str(), &chain.table, &chain.chain)
             .await?)
     }
 
-    pub async fn remove_chain(&self, chain: &DirectChain) -> Result<()> {
+    pub async fn remove_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()> {
         Ok(self
-            .direct
+            .direct(layer)
             .remove_chain(chain.family.as_str(), &chain.table, &chain.chain)
             .await?)
     }
 
-    pub async fn query_chain(&self, chain: &DirectChain) -> Result<bool> {
+    pub async fn query_chain(&self, layer: Layer, chain: &DirectChain) -> Result<bool> {
         Ok(self
-            .direct
+            .direct(layer)
             .query_chain(chain.family.as_str(), &chain.table, &chain.chain)
             .await?)
     }
 
-    pub async fn chains(&self) -> Result<Vec<DirectChain>> {
-        Ok(chains_from_raw(self.direct.get_all_chains().await?))
+    pub async fn chains(&self, layer: Layer) -> Result<Vec<DirectChain>> {
+        Ok(chains_from_raw(self.direct(layer).get_all_chains().await?))
     }
 
-    pub async fn add_rule(&self, rule: &DirectRule) -> Result<()> {
+    pub async fn add_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()> {
         Ok(self
-            .direct
+            .direct(layer)
             .add_rule(
                 rule.family.as_str(),
                 &rule.table,
@@ -435,9 +449,9 @@ impl Firewalld {
             .await?)
     }
 
-    pub async fn remove_rule(&self, rule: &DirectRule) -> Result<()> {
+    pub async fn remove_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()> {
         Ok(self
-            .direct
+            .direct(layer)
             .remove_rule(
                 rule.family.as_str(),
                 &rule.table,
@@ -448,9 +462,9 @@ impl Firewalld {
             .await?)
     }
 
-    pub async fn query_rule(&self, rule: &DirectRule) -> Result<bool> {
+    pub async fn query_rule(&self, layer: Layer, rule: &DirectRule) -> Result<bool> {
         Ok(self
-            .direct
+            .direct(layer)
             .query_rule(
                 rule.family.as_str(),
                 &rule.table,
@@ -461,8 +475,8 @@ impl Firewalld {
             .await?)
     }
 
-    pub async fn rules(&self) -> Result<Vec<DirectRule>> {
-        Ok(rules_from_raw(self.direct.get_all_rules().await?))
+    pub async fn rules(&self, layer: Layer) -> Result<Vec<DirectRule>> {
+        Ok(rules_from_raw(self.direct(layer).get_all_rules().await?))
     }
 
     /// Makes DOCKER-USER (filter table, both families) ready for direct rules without costing
@@ -483,7 +497,7 @@ impl Firewalld {
         let chains = Family::ALL.map(|family| DirectChain::new(family, "filter", DOCKER_USER));
         let mut unregistered = Vec::new();
         for chain in &chains {
-            if !self.query_chain(chain).await? {
+            if !self.query_chain(Layer::Runtime, chain).await? {
                 unregistered.push(chain);
             }
         }
@@ -492,8 +506,8 @@ impl Firewalld {
         }
         if major_version(&self.main.version().await?) >= 2 {
             for chain in &chains {
-                if !self.query_permanent_chain(chain).await? {
-                    self.add_permanent_chain(chain).await?;
+                if !self.query_chain(Layer::Permanent, chain).await? {
+                    self.add_chain(Layer::Permanent, chain).await?;
                 }
             }
             let mut reloaded = self.reloaded().await?;
@@ -507,7 +521,7 @@ impl Firewalld {
             return Ok(());
         }
         for chain in unregistered {
-            match self.add_chain(chain).await {
+            match self.add_chain(Layer::Runtime, chain).await {
                 Err(FirewalldError::Refused {
                     code: ErrorCode::CommandFailed,
                     detail,
@@ -516,63 +530,6 @@ impl Firewalld {
             }
         }
         Ok(())
-    }
-
-    // Permanent direct configuration: firewalld re-applies it on every start and reload.
-
-    pub async fn permanent_chains(&self) -> Result<Vec<DirectChain>> {
-        Ok(chains_from_raw(self.config_direct.get_all_chains().await?))
-    }
-
-    pub async fn add_permanent_chain(&self, chain: &DirectChain) -> Result<()> {
-        Ok(self
-            .config_direct
-            .add_chain(chain.family.as_str(), &chain.table, &chain.chain)
-            .await?)
-    }
-
-    pub async fn remove_permanent_chain(&self, chain: &DirectChain) -> Result<()> {
-        Ok(self
-            .config_direct
-            .remove_chain(chain.family.as_str(), &chain.table, &chain.chain)
-            .await?)
-    }
-
-    pub async fn query_permanent_chain(&self, chain: &DirectChain) -> Result<bool> {
-        Ok(self
-            .config_direct
-            .query_chain(chain.family.as_str(), &chain.table, &chain.chain)
-            .await?)
-    }
-
-    pub async fn permanent_rules(&self) -> Result<Vec<DirectRule>> {
-        Ok(rules_from_raw(self.config_direct.get_all_rules().await?))
-    }
-
-    pub async fn add_permanent_rule(&self, rule: &DirectRule) -> Result<()> {
-        Ok(self
-            .config_direct
-            .add_rule(
-                rule.family.as_str(),
-                &rule.table,
-                &rule.chain,
-                rule.priority,
-                &rule.arg_refs(),
-            )
-            .await?)
-    }
-
-    pub async fn remove_permanent_rule(&self, rule: &DirectRule) -> Result<()> {
-        Ok(self
-            .config_direct
-            .remove_rule(
-                rule.family.as_str(),
-                &rule.table,
-                &rule.chain,
-                rule.priority,
-                &rule.arg_refs(),
-            )
-            .await?)
     }
 
     // Permanent zones.

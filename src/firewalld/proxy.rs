@@ -79,6 +79,12 @@ pub trait Zone {
     fn zone_of_interface_changed(&self, zone: String, interface: String) -> zbus::Result<()>;
 }
 
+/// The permanent direct configuration has the same members on another interface and path.
+pub const CONFIG_DIRECT_INTERFACE: &str = "org.fedoraproject.FirewallD1.config.direct";
+pub const CONFIG_PATH: &str = "/org/fedoraproject/FirewallD1/config";
+
+/// The runtime direct interface; built with `CONFIG_DIRECT_INTERFACE` and `CONFIG_PATH` it is
+/// the permanent one.
 #[proxy(
     interface = "org.fedoraproject.FirewallD1.direct",
     default_service = "org.fedoraproject.FirewallD1",
@@ -149,49 +155,6 @@ pub trait Config {
     /// Only on firewalld >= 2.3; reading it on older versions fails.
     #[zbus(property, name = "StrictForwardPorts")]
     fn strict_forward_ports(&self) -> zbus::Result<String>;
-}
-
-/// The permanent direct configuration, which firewalld itself re-applies on reload and start.
-#[proxy(
-    interface = "org.fedoraproject.FirewallD1.config.direct",
-    default_service = "org.fedoraproject.FirewallD1",
-    default_path = "/org/fedoraproject/FirewallD1/config"
-)]
-pub trait ConfigDirect {
-    #[zbus(name = "addChain")]
-    fn add_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
-
-    #[zbus(name = "removeChain")]
-    fn remove_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
-
-    #[zbus(name = "queryChain")]
-    fn query_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<bool>;
-
-    #[zbus(name = "getAllChains")]
-    fn get_all_chains(&self) -> zbus::Result<Vec<(String, String, String)>>;
-
-    #[zbus(name = "addRule")]
-    fn add_rule(
-        &self,
-        ipv: &str,
-        table: &str,
-        chain: &str,
-        priority: i32,
-        args: &[&str],
-    ) -> zbus::Result<()>;
-
-    #[zbus(name = "removeRule")]
-    fn remove_rule(
-        &self,
-        ipv: &str,
-        table: &str,
-        chain: &str,
-        priority: i32,
-        args: &[&str],
-    ) -> zbus::Result<()>;
-
-    #[zbus(name = "getAllRules")]
-    fn get_all_rules(&self) -> zbus::Result<Vec<RawRule>>;
 }
 
 /// One permanent zone (`/org/fedoraproject/FirewallD1/config/zone/N`).
