@@ -1,6 +1,13 @@
 //! dockgate: keeps Docker-published ports behind an explicit exposure policy on firewalld hosts.
 
+pub mod apply;
+pub mod config;
 pub mod docker;
 pub mod firewalld;
 pub mod inspect;
 pub mod logging;
+pub mod plan;
+pub mod reconcile;
+pub mod rules;
+pub mod state;
+pub mod zones;

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dockgate::config::{self, Config};
+use dockgate::firewalld::Firewalld;
+use dockgate::state::{self, StateDir};
+use dockgate::zones;
 
 #[derive(Parser)]
 #[command(
@@ -23,11 +26,57 @@ enum Command {
         #[arg(default_value = config::DEFAULT_PATH)]
         file: PathBuf,
     },
+    /// Return the bridges dockgate bound to another zone to zone docker, so that Docker can
+    /// start (it refuses to when a bridge of its own is bound elsewhere). Run by docker.service
+    /// before dockerd; talks to firewalld directly, so it works while dockgated is down.
+    DockerPrestart {
+        /// Where dockgated records the bridges it bound.
+        #[arg(long, default_value = state::DEFAULT_DIR)]
+        state_dir: PathBuf,
+    },
 }
 
-fn main() -> ExitCode {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::DockerPrestart { state_dir } => docker_prestart(&state_dir).await,
+    }
+}
+
+async fn docker_prestart(state_dir: &Path) -> ExitCode {
+    let firewalld = match zbus::Connection::system().await {
+        Ok(connection) => Firewalld::new(&connection).await,
+        Err(error) => {
+            eprintln!("dockgatectl: cannot connect to the system bus: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let firewalld = match firewalld {
+        Ok(firewalld) => firewalld,
+        Err(error) => {
+            eprintln!("dockgatectl: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Without firewalld there is no zone for Docker to conflict with.
+    if !firewalld.is_running().await.unwrap_or(false) {
+        println!("dockgatectl: firewalld is not running; nothing to return");
+        return ExitCode::SUCCESS;
+    }
+    match zones::return_bridges(&firewalld, &StateDir::new(state_dir)).await {
+        Ok(returned) if returned.is_empty() => ExitCode::SUCCESS,
+        Ok(returned) => {
+            println!(
+                "dockgatectl: returned to zone docker: {}",
+                returned.join(" ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("dockgatectl: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,24 +1,46 @@
 //! dockgated: keeps Docker-published ports behind dockgate's exposure policy.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
+use dockgate::config::{self, Config};
 use dockgate::docker::{self, Docker};
 use dockgate::firewalld::Firewalld;
 use dockgate::inspect::Report;
+use dockgate::reconcile::Enforcer;
+use dockgate::state::{self, StateDir};
 
 #[derive(Parser)]
 #[command(
     version,
     about = "Keeps Docker-published ports behind an explicit exposure policy"
 )]
+#[command(group(ArgGroup::new("mode").required(true).args(["once", "remove"])))]
+#[command(subcommand_negates_reqs = true)]
 struct Cli {
+    /// Apply the policy once (rules, zone docker's settings, bridge binding) and exit.
+    #[arg(long)]
+    once: bool,
+
+    /// Take out everything dockgate added and restore the zone settings it changed.
+    #[arg(long)]
+    remove: bool,
+
+    /// The policy file.
+    #[arg(long, default_value = config::DEFAULT_PATH, global = true)]
+    config: PathBuf,
+
+    /// Where dockgate keeps what it must remember (zone settings it found, bound bridges).
+    #[arg(long, default_value = state::DEFAULT_DIR, global = true)]
+    state_dir: PathBuf,
+
     /// Docker's API socket.
     #[arg(long, default_value = docker::DEFAULT_SOCKET, global = true)]
     docker_socket: String,
 
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -37,7 +59,80 @@ async fn main() -> ExitCode {
     dockgate::logging::init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect { json } => inspect(&cli.docker_socket, json).await,
+        Some(Command::Inspect { json }) => inspect(&cli.docker_socket, json).await,
+        None if cli.remove => remove(&cli).await,
+        None => once(&cli).await,
+    }
+}
+
+async fn enforcer(cli: &Cli) -> Result<Enforcer, String> {
+    let connection = zbus::Connection::system()
+        .await
+        .map_err(|error| format!("cannot connect to the system bus: {error}"))?;
+    let firewalld = Firewalld::new(&connection)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(Enforcer {
+        firewalld,
+        docker: Docker::new(&cli.docker_socket),
+        state: StateDir::new(&cli.state_dir),
+    })
+}
+
+async fn once(cli: &Cli) -> ExitCode {
+    let config = match Config::load(Path::new(&cli.config)) {
+        Ok(config) => config,
+        Err(error) => return fail(error.to_string()),
+    };
+    let enforcer = match enforcer(cli).await {
+        Ok(enforcer) => enforcer,
+        Err(reason) => return fail(reason),
+    };
+    match enforcer.reconcile(&config).await {
+        Ok(done) => {
+            tracing::info!(
+                trigger = "once",
+                rules = done.plan.rules.len(),
+                added = done.rules.rules_added,
+                removed = done.rules.rules_removed,
+                writes = done.writes(),
+                reloaded = done.rules.reloaded || done.zone.reloaded,
+                duration_ms = done.duration.as_millis() as u64,
+                "policy applied"
+            );
+            println!(
+                "dockgated: policy applied: {} rules planned, {} added, {} removed, {} firewalld writes, {} ms{}",
+                done.plan.rules.len(),
+                done.rules.rules_added,
+                done.rules.rules_removed,
+                done.writes(),
+                done.duration.as_millis(),
+                if done.rules.reloaded || done.zone.reloaded {
+                    ", firewalld reloaded"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error.to_string()),
+    }
+}
+
+async fn remove(cli: &Cli) -> ExitCode {
+    let enforcer = match enforcer(cli).await {
+        Ok(enforcer) => enforcer,
+        Err(reason) => return fail(reason),
+    };
+    match enforcer.remove().await {
+        Ok((rules, zone)) => {
+            println!(
+                "dockgated: removed {} rules; {} zone changes undone",
+                rules.rules_removed, zone.writes
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error.to_string()),
     }
 }
 

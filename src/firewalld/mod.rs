@@ -9,10 +9,15 @@ use std::fmt;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 use zbus::Connection;
-use zbus::OwnedVariant;
 use zbus::proxy::CacheProperties;
+use zbus::{OwnedVariant, Variant};
 
-use self::proxy::{ConfigProxy, ConfigZoneProxy, DirectProxy, FirewallD1Proxy, RawRule, ZoneProxy};
+pub use crate::rules::{DirectChain, DirectRule, Family};
+
+use self::proxy::{
+    ConfigDirectProxy, ConfigProxy, ConfigZoneProxy, DirectProxy, FirewallD1Proxy,
+    RawDirectSettings, RawRule, ZoneProxy,
+};
 
 /// Docker's chain for the admin's own forwarding rules; it sees packets after DNAT.
 pub const DOCKER_USER: &str = "DOCKER-USER";
@@ -115,106 +120,6 @@ impl FirewalldError {
 
 pub type Result<T> = std::result::Result<T, FirewalldError>;
 
-/// Address family of a direct rule, spelled as firewalld's `ipv` argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-impl Family {
-    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-        }
-    }
-
-    /// Whether traffic to this address is judged by rules of this family.
-    pub fn matches(self, address: std::net::IpAddr) -> bool {
-        match self {
-            Family::Ipv4 => address.is_ipv4(),
-            Family::Ipv6 => address.is_ipv6(),
-        }
-    }
-
-    fn parse(ipv: &str) -> Option<Self> {
-        match ipv {
-            "ipv4" => Some(Family::Ipv4),
-            "ipv6" => Some(Family::Ipv6),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A chain registered with firewalld's direct interface.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct DirectChain {
-    pub family: Family,
-    pub table: String,
-    pub chain: String,
-}
-
-impl DirectChain {
-    pub fn new(family: Family, table: &str, chain: &str) -> Self {
-        Self {
-            family,
-            table: table.to_owned(),
-            chain: chain.to_owned(),
-        }
-    }
-}
-
-/// One direct rule: iptables arguments placed in a chain at a priority (lower goes first).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct DirectRule {
-    pub family: Family,
-    pub table: String,
-    pub chain: String,
-    pub priority: i32,
-    pub args: Vec<String>,
-}
-
-impl DirectRule {
-    /// None for families dockgate does not manage (firewalld also has "eb" for ebtables).
-    fn from_raw((ipv, table, chain, priority, args): RawRule) -> Option<Self> {
-        Some(Self {
-            family: Family::parse(&ipv)?,
-            table,
-            chain,
-            priority,
-            args,
-        })
-    }
-
-    fn arg_refs(&self) -> Vec<&str> {
-        self.args.iter().map(String::as_str).collect()
-    }
-}
-
-impl fmt::Display for DirectRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} {} {}",
-            self.family,
-            self.table,
-            self.chain,
-            self.priority,
-            self.args.join(" ")
-        )
-    }
-}
-
 /// The runtime zone settings dockgate reads and manages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ZoneSettings {
@@ -241,6 +146,35 @@ impl ZoneSettings {
             ports: get(dict, "ports").unwrap_or_default(),
             interfaces: get(dict, "interfaces").unwrap_or_default(),
         }
+    }
+}
+
+/// What a zone lets its interfaces reach on the host itself; only the keys given are set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneAccess {
+    pub target: Option<String>,
+    pub services: Option<Vec<String>>,
+    /// (port or range, protocol)
+    pub ports: Option<Vec<(String, String)>>,
+}
+
+impl ZoneAccess {
+    pub fn is_empty(&self) -> bool {
+        self.target.is_none() && self.services.is_none() && self.ports.is_none()
+    }
+
+    fn to_dict(&self, with_target: bool) -> std::collections::HashMap<&'static str, Variant<'_>> {
+        let mut dict = std::collections::HashMap::new();
+        if let Some(target) = self.target.as_deref().filter(|_| with_target) {
+            dict.insert("target", Variant::from(target));
+        }
+        if let Some(services) = &self.services {
+            dict.insert("services", Variant::from(services.clone()));
+        }
+        if let Some(ports) = &self.ports {
+            dict.insert("ports", Variant::from(ports.clone()));
+        }
+        dict
     }
 }
 
@@ -276,6 +210,27 @@ pub enum Layer {
     Permanent,
 }
 
+/// firewalld's permanent direct configuration: the ipv4/ipv6 chains and rules dockgate reads
+/// and edits, and everything else (ebtables entries, passthroughs), which is written back as
+/// it was read.
+#[derive(Debug, Clone)]
+pub struct PermanentDirect {
+    pub chains: Vec<DirectChain>,
+    pub rules: Vec<DirectRule>,
+    untouched: RawDirectSettings,
+}
+
+impl PermanentDirect {
+    /// A configuration with no ebtables entries or passthroughs, for tests of code that edits one.
+    pub fn for_tests(chains: Vec<DirectChain>, rules: Vec<DirectRule>) -> Self {
+        Self {
+            chains,
+            rules,
+            untouched: Default::default(),
+        }
+    }
+}
+
 /// What firewalld is, for reports: version, backend and settings that change Docker's exposure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FirewalldInfo {
@@ -294,6 +249,7 @@ pub struct Firewalld {
     direct: DirectProxy<'static>,
     config: ConfigProxy<'static>,
     config_direct: DirectProxy<'static>,
+    config_direct_settings: ConfigDirectProxy<'static>,
 }
 
 impl Firewalld {
@@ -321,6 +277,10 @@ impl Firewalld {
             config_direct: DirectProxy::builder(connection)
                 .interface(proxy::CONFIG_DIRECT_INTERFACE)
                 .path(proxy::CONFIG_PATH)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?,
+            config_direct_settings: ConfigDirectProxy::builder(connection)
                 .cache_properties(CacheProperties::No)
                 .build()
                 .await?,
@@ -402,6 +362,15 @@ impl Firewalld {
         ))
     }
 
+    /// Sets the given runtime host-access keys of a zone in one call. The target is left out:
+    /// firewalld only changes a target in the permanent configuration, taking effect on reload.
+    pub async fn set_zone_access(&self, zone: &str, access: &ZoneAccess) -> Result<()> {
+        Ok(self
+            .zone
+            .set_zone_settings2(zone, access.to_dict(false))
+            .await?)
+    }
+
     // Direct interface, runtime or permanent: the two have the same members.
 
     fn direct(&self, layer: Layer) -> &DirectProxy<'static> {
@@ -444,7 +413,7 @@ impl Firewalld {
                 &rule.table,
                 &rule.chain,
                 rule.priority,
-                &rule.arg_refs(),
+                &arg_refs(rule),
             )
             .await?)
     }
@@ -457,7 +426,7 @@ impl Firewalld {
                 &rule.table,
                 &rule.chain,
                 rule.priority,
-                &rule.arg_refs(),
+                &arg_refs(rule),
             )
             .await?)
     }
@@ -470,13 +439,81 @@ impl Firewalld {
                 &rule.table,
                 &rule.chain,
                 rule.priority,
-                &rule.arg_refs(),
+                &arg_refs(rule),
             )
             .await?)
     }
 
     pub async fn rules(&self, layer: Layer) -> Result<Vec<DirectRule>> {
         Ok(rules_from_raw(self.direct(layer).get_all_rules().await?))
+    }
+
+    /// The whole permanent direct configuration, read in one call.
+    pub async fn permanent_direct(&self) -> Result<PermanentDirect> {
+        let (chains, rules, passthroughs) = self.config_direct_settings.get_settings().await?;
+        let (chains, other_chains) = chains
+            .into_iter()
+            .partition(|(ipv, _, _)| Family::from_ipv(ipv).is_some());
+        let (rules, other_rules) = rules
+            .into_iter()
+            .partition(|(ipv, ..)| Family::from_ipv(ipv).is_some());
+        Ok(PermanentDirect {
+            chains: chains_from_raw(chains),
+            rules: rules_from_raw(rules),
+            untouched: (other_chains, other_rules, passthroughs),
+        })
+    }
+
+    /// Replaces the whole permanent direct configuration in one call (firewalld writes
+    /// direct.xml once).
+    pub async fn set_permanent_direct(&self, settings: &PermanentDirect) -> Result<()> {
+        let (other_chains, other_rules, passthroughs) = &settings.untouched;
+        let chains = settings
+            .chains
+            .iter()
+            .map(|chain| {
+                (
+                    chain.family.as_str().to_owned(),
+                    chain.table.clone(),
+                    chain.chain.clone(),
+                )
+            })
+            .chain(other_chains.iter().cloned())
+            .collect();
+        let rules = settings
+            .rules
+            .iter()
+            .map(|rule| {
+                (
+                    rule.family.as_str().to_owned(),
+                    rule.table.clone(),
+                    rule.chain.clone(),
+                    rule.priority,
+                    rule.args.clone(),
+                )
+            })
+            .chain(other_rules.iter().cloned())
+            .collect();
+        let raw: RawDirectSettings = (chains, rules, passthroughs.clone());
+        Ok(self.config_direct_settings.update(&raw).await?)
+    }
+
+    /// firewalld's major version (1 on RHEL 9, 2 on RHEL 10 and Fedora).
+    pub async fn major_version(&self) -> Result<u32> {
+        Ok(major_version(&self.main.version().await?))
+    }
+
+    /// Reloads and waits for firewalld's `Reloaded` (Docker rebuilds its rules on that signal).
+    pub async fn reload_and_wait(&self) -> Result<()> {
+        let mut reloaded = self.reloaded().await?;
+        self.reload().await?;
+        if tokio::time::timeout(RELOAD_TIMEOUT, reloaded.next())
+            .await
+            .is_err()
+        {
+            tracing::warn!("firewalld sent no Reloaded within {RELOAD_TIMEOUT:?}");
+        }
+        Ok(())
     }
 
     /// Makes DOCKER-USER (filter table, both families) ready for direct rules without costing
@@ -510,14 +547,7 @@ impl Firewalld {
                     self.add_chain(Layer::Permanent, chain).await?;
                 }
             }
-            let mut reloaded = self.reloaded().await?;
-            self.reload().await?;
-            if tokio::time::timeout(RELOAD_TIMEOUT, reloaded.next())
-                .await
-                .is_err()
-            {
-                tracing::warn!("firewalld sent no Reloaded within {RELOAD_TIMEOUT:?}");
-            }
+            self.reload_and_wait().await?;
             return Ok(());
         }
         for chain in unregistered {
@@ -619,6 +649,11 @@ impl PermanentZone {
         Ok(ZoneSettings::from_dict(&self.proxy.get_settings2().await?))
     }
 
+    /// Sets the given host-access keys in one call (firewalld writes the zone file once).
+    pub async fn set_access(&self, access: &ZoneAccess) -> Result<()> {
+        Ok(self.proxy.update2(access.to_dict(true)).await?)
+    }
+
     pub async fn interfaces(&self) -> Result<Vec<String>> {
         Ok(self.proxy.get_interfaces().await?)
     }
@@ -641,11 +676,15 @@ fn major_version(version: &str) -> u32 {
         .unwrap_or(0)
 }
 
+fn arg_refs(rule: &DirectRule) -> Vec<&str> {
+    rule.args.iter().map(String::as_str).collect()
+}
+
 fn chains_from_raw(raw: Vec<(String, String, String)>) -> Vec<DirectChain> {
     raw.into_iter()
         .filter_map(|(ipv, table, chain)| {
             Some(DirectChain {
-                family: Family::parse(&ipv)?,
+                family: Family::from_ipv(&ipv)?,
                 table,
                 chain,
             })
@@ -654,7 +693,17 @@ fn chains_from_raw(raw: Vec<(String, String, String)>) -> Vec<DirectChain> {
 }
 
 fn rules_from_raw(raw: Vec<RawRule>) -> Vec<DirectRule> {
-    raw.into_iter().filter_map(DirectRule::from_raw).collect()
+    raw.into_iter()
+        .filter_map(|(ipv, table, chain, priority, args)| {
+            Some(DirectRule {
+                family: Family::from_ipv(&ipv)?,
+                table,
+                chain,
+                priority,
+                args,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -137,6 +137,28 @@ pub trait Direct {
     fn get_all_rules(&self) -> zbus::Result<Vec<RawRule>>;
 }
 
+/// firewalld's whole permanent direct configuration: chains, rules, passthroughs.
+pub type RawDirectSettings = (
+    Vec<(String, String, String)>,
+    Vec<RawRule>,
+    Vec<(String, Vec<String>)>,
+);
+
+/// The permanent direct configuration as one value: read and replaced in one call each, where
+/// `addRule` on this interface rewrites direct.xml once per rule.
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.config.direct",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1/config"
+)]
+pub trait ConfigDirect {
+    #[zbus(name = "getSettings")]
+    fn get_settings(&self) -> zbus::Result<RawDirectSettings>;
+
+    #[zbus(name = "update")]
+    fn update(&self, settings: &RawDirectSettings) -> zbus::Result<()>;
+}
+
 #[proxy(
     interface = "org.fedoraproject.FirewallD1.config",
     default_service = "org.fedoraproject.FirewallD1",

@@ -1,0 +1,222 @@
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::*;
+use crate::docker::Protocol;
+
+fn config(text: &str) -> Config {
+    Config::parse(text, Path::new("test.toml")).expect("test config parses")
+}
+
+fn published(container: &str, host_port: u16, container_ip: &str) -> PublishedPort {
+    PublishedPort {
+        container: container.to_owned(),
+        container_id: format!("{container}-id"),
+        host_ip: "0.0.0.0".parse().unwrap(),
+        host_port,
+        protocol: Protocol::Tcp,
+        container_ip: Some(container_ip.parse::<IpAddr>().unwrap()),
+        container_port: 80,
+    }
+}
+
+fn plan_of(config: &Config, docker: &DockerView) -> Plan {
+    let ids: Vec<String> = (1..=config.expose.len())
+        .map(|n| format!("config-{n}"))
+        .collect();
+    let exposures: Vec<Identified> = ids
+        .iter()
+        .zip(&config.expose)
+        .map(|(id, exposure)| Identified { id, exposure })
+        .collect();
+    plan(config, &exposures, docker)
+}
+
+fn docker_default() -> DockerView {
+    DockerView {
+        ports: vec![published("web", 8080, "172.17.0.2")],
+        bridges: vec!["docker0".to_owned()],
+    }
+}
+
+#[test]
+fn one_trusted_address_and_reject() {
+    let config = config(
+        r#"
+        verdict = "reject"
+        trusted = ["10.99.1.50"]
+        "#,
+    );
+    insta::assert_snapshot!(plan_of(&config, &docker_default()).render());
+}
+
+#[test]
+fn trusted_subnet_range_and_v6() {
+    let config = config(
+        r#"
+        trusted = ["10.99.1.0/24", "10.99.3.10-10.99.3.20", "fd99:1::/64", "203.0.113.7"]
+        "#,
+    );
+    insta::assert_snapshot!(plan_of(&config, &docker_default()).render());
+}
+
+#[test]
+fn lan_only_with_one_public_host_port_and_a_user_network() {
+    let config = config(
+        r#"
+        external_interfaces = ["ext1", "ext2"]
+        trusted = ["192.168.1.0/24"]
+
+        [[expose]]
+        port = "8080/tcp"
+        from = ["any"]
+        comment = "public web"
+        "#,
+    );
+    let docker = DockerView {
+        ports: vec![published("web", 8080, "172.18.0.2")],
+        bridges: vec!["docker0".to_owned(), "br-0123456789ab".to_owned()],
+    };
+    insta::assert_snapshot!(plan_of(&config, &docker).render());
+}
+
+#[test]
+fn admins_lan_public_container_ports_and_trusted_only_port() {
+    let config = config(
+        r#"
+        trusted = ["10.99.1.50", "10.99.1.51", "192.168.1.0/24"]
+
+        [[expose]]
+        port = "80/tcp"
+        from = ["any"]
+        container = "www"
+
+        [[expose]]
+        port = "443/tcp"
+        from = ["any"]
+        container = "www"
+        "#,
+    );
+    let docker = DockerView {
+        ports: vec![
+            published("www", 80, "172.17.0.2"),
+            published("www", 443, "172.17.0.2"),
+            published("db", 5432, "172.17.0.3"),
+        ],
+        bridges: vec!["docker0".to_owned(), "custombr".to_owned()],
+    };
+    insta::assert_snapshot!(plan_of(&config, &docker).render());
+}
+
+#[test]
+fn container_bound_exposure_needs_the_container_publishing_the_port() {
+    let config = config(
+        r#"
+        [[expose]]
+        port = "80/tcp"
+        from = ["any"]
+        container = "www"
+        "#,
+    );
+    let stopped = DockerView {
+        ports: vec![published("db", 5432, "172.17.0.3")],
+        bridges: vec!["docker0".to_owned()],
+    };
+    let running = DockerView {
+        ports: vec![published("www", 80, "172.17.0.2")],
+        bridges: vec!["docker0".to_owned()],
+    };
+    let has_exposure = |plan: &Plan| plan.render().contains("dockgate:expose:config-1");
+    assert!(!has_exposure(&plan_of(&config, &stopped)));
+    assert!(has_exposure(&plan_of(&config, &running)));
+}
+
+#[test]
+fn an_exposure_follows_the_host_port_not_the_container_address() {
+    let config = config(
+        r#"
+        [[expose]]
+        port = "8000-8010/udp"
+        from = ["10.99.1.0/24", "fd99:1::/64"]
+        "#,
+    );
+    let before = plan_of(&config, &docker_default());
+    let mut moved = docker_default();
+    moved.ports[0].container_ip = Some("172.17.0.9".parse().unwrap());
+    assert_eq!(before, plan_of(&config, &moved));
+    let text = before.render();
+    assert!(text.contains(
+        "ipv4 mangle DOCKGATE-JUDGE 0 -p udp -m conntrack --ctorigdstport 8000:8010 -s 10.99.1.0/24"
+    ));
+    assert!(text.contains(
+        "ipv6 mangle DOCKGATE-JUDGE 0 -p udp -m conntrack --ctorigdstport 8000:8010 -s fd99:1::/64"
+    ));
+}
+
+#[test]
+fn sources_of_one_family_allow_nothing_in_the_other() {
+    let config = config(
+        r#"
+        [[expose]]
+        port = "443/tcp"
+        from = ["fd00::/8"]
+        "#,
+    );
+    let text = plan_of(&config, &docker_default()).render();
+    assert!(text.contains("ipv6 mangle DOCKGATE-JUDGE 0 -p tcp"));
+    assert!(!text.contains("ipv4 mangle DOCKGATE-JUDGE 0 -p tcp"));
+    assert!(text.contains("ipv4 mangle DOCKGATE-JUDGE 10 -m comment --comment dockgate:deny"));
+}
+
+#[test]
+fn any_among_trusted_sources_makes_one_rule() {
+    let config = config(r#"trusted = ["10.0.0.0/8", "any"]"#);
+    let text = plan_of(&config, &docker_default()).render();
+    let trusted: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("dockgate:trusted"))
+        .collect();
+    assert_eq!(
+        trusted,
+        [
+            "ipv4 mangle DOCKGATE-JUDGE 0 -m comment --comment dockgate:trusted -j RETURN",
+            "ipv6 mangle DOCKGATE-JUDGE 0 -m comment --comment dockgate:trusted -j RETURN",
+        ]
+    );
+}
+
+#[test]
+fn default_allow_plans_nothing() {
+    let config = config(
+        r#"
+        default = "allow"
+        trusted = ["10.0.0.0/8"]
+        "#,
+    );
+    assert_eq!(plan_of(&config, &docker_default()), Plan::default());
+}
+
+#[test]
+fn every_rule_carries_the_marker() {
+    let config = config(
+        r#"
+        verdict = "reject"
+        trusted = ["10.0.0.0/8", "10.1.0.1-10.1.0.9"]
+        [[expose]]
+        port = "80/tcp"
+        from = ["any"]
+        "#,
+    );
+    let plan = plan_of(&config, &docker_default());
+    for rule in &plan.rules {
+        let comment = rule
+            .args
+            .windows(2)
+            .find(|pair| pair[0] == "--comment")
+            .map(|pair| pair[1].as_str());
+        assert!(
+            comment.is_some_and(|comment| comment.starts_with(MARKER)),
+            "{rule}"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! One reconcile: read Docker's view and firewalld's state, plan, close the gap. `dockgated
+//! --once` runs it once; `--remove` undoes everything.
+
+use std::time::{Duration, Instant};
+
+use crate::apply::{self, Outcome};
+use crate::config::Config;
+use crate::docker::{Docker, DockerError};
+use crate::firewalld::{Firewalld, FirewalldError};
+use crate::plan::{self, DockerView, Identified, Plan};
+use crate::state::StateDir;
+use crate::zones::{self, ZoneError, ZoneOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("firewalld is not running; start it first (systemctl start firewalld)")]
+    FirewalldNotRunning,
+    #[error("Docker is not reachable: {0}; start it first (systemctl start docker)")]
+    Docker(#[from] DockerError),
+    #[error("firewalld: {0}")]
+    Firewalld(#[from] FirewalldError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+}
+
+/// What a reconcile found and did.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    pub plan: Plan,
+    pub rules: Outcome,
+    pub zone: ZoneOutcome,
+    pub bridges_bound: usize,
+    pub duration: Duration,
+}
+
+impl Reconciled {
+    /// firewalld calls that changed something; 0 when everything already was as planned.
+    pub fn writes(&self) -> usize {
+        self.rules.writes + self.zone.writes + self.bridges_bound
+    }
+}
+
+pub struct Enforcer {
+    pub firewalld: Firewalld,
+    pub docker: Docker,
+    pub state: StateDir,
+}
+
+/// The config's exposures under the ids callers know them by: "config-1" is the first
+/// `[[expose]]`.
+pub fn config_exposure_ids(config: &Config) -> Vec<String> {
+    (1..=config.expose.len())
+        .map(|n| format!("config-{n}"))
+        .collect()
+}
+
+impl Enforcer {
+    pub async fn docker_view(&self) -> Result<DockerView, DockerError> {
+        let ports = self.docker.published_ports().await?;
+        let bridges = self
+            .docker
+            .networks()
+            .await?
+            .into_iter()
+            .filter_map(|network| network.bridge)
+            .collect();
+        Ok(DockerView { ports, bridges })
+    }
+
+    pub async fn reconcile(&self, config: &Config) -> Result<Reconciled, ReconcileError> {
+        let started = Instant::now();
+        if !self.firewalld.is_running().await? {
+            return Err(ReconcileError::FirewalldNotRunning);
+        }
+        let docker = self.docker_view().await?;
+        let ids = config_exposure_ids(config);
+        let exposures: Vec<Identified> = ids
+            .iter()
+            .zip(&config.expose)
+            .map(|(id, exposure)| Identified { id, exposure })
+            .collect();
+        let plan = plan::plan(config, &exposures, &docker);
+        let rules = apply::apply(&self.firewalld, &plan).await?;
+        let zone = zones::apply_access(&self.firewalld, &self.state, &config.zone).await?;
+        let bridges_bound = match &config.zone.bind {
+            Some(bind) => {
+                zones::bind_bridges(&self.firewalld, &self.state, bind, &docker.bridges).await?
+            }
+            None => {
+                let returned = zones::return_bridges(&self.firewalld, &self.state).await?;
+                zones::forget_bound(&self.state)?;
+                returned.len()
+            }
+        };
+        Ok(Reconciled {
+            plan,
+            rules,
+            zone,
+            bridges_bound,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Takes out every rule and chain dockgate added (both layers), puts zone docker's settings
+    /// back as dockgate found them and the bridges back in zone docker.
+    pub async fn remove(&self) -> Result<(Outcome, ZoneOutcome), ReconcileError> {
+        if !self.firewalld.is_running().await? {
+            return Err(ReconcileError::FirewalldNotRunning);
+        }
+        let rules = apply::apply(&self.firewalld, &Plan::default()).await?;
+        let zone = zones::restore(&self.firewalld, &self.state).await?;
+        Ok((rules, zone))
+    }
+}
