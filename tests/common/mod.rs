@@ -160,3 +160,89 @@ pub async fn within<T>(
         .await
         .unwrap_or_else(|_| panic!("timed out after {seconds} s waiting for {what}"))
 }
+
+pub const DOCKGATED: &str = env!("CARGO_BIN_EXE_dockgated");
+pub const DOCKGATECTL: &str = env!("CARGO_BIN_EXE_dockgatectl");
+
+/// dockgated with its own config file and state dir; `--remove` when dropped, so every test
+/// starts from a firewalld without dockgate.
+pub struct Dockgate {
+    pub dir: std::path::PathBuf,
+}
+
+impl Dockgate {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("dockgate-test-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dockgate { dir }
+    }
+
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn args(&self) -> String {
+        format!(
+            "{DOCKGATED} --config {} --state-dir {}",
+            self.dir.join("dockgate.toml").display(),
+            self.state_dir().display()
+        )
+    }
+
+    /// Writes the config and applies it; returns dockgated's summary line.
+    pub fn apply(&self, config: &str) -> String {
+        std::fs::write(self.dir.join("dockgate.toml"), config).unwrap();
+        self.apply_again()
+    }
+
+    /// Applies the config already written. When firewalld had to reload (firewalld 2.x, first
+    /// rules), waits for Docker to finish rebuilding its rules, as it does on `Reloaded`.
+    pub fn apply_again(&self) -> String {
+        let dnat_before = dnat_rules();
+        let line = sh(&format!("{} --once", self.args()));
+        if line.contains("firewalld reloaded") {
+            assert!(
+                eventually(Duration::from_secs(10), || {
+                    dnat_rules() >= dnat_before
+                        && sh("iptables -S FORWARD").contains("-j DOCKER-USER")
+                }),
+                "Docker did not rebuild its rules after the reload"
+            );
+        }
+        line
+    }
+
+    /// Applies the config already written and returns the number of firewalld writes.
+    pub fn reapply_writes(&self) -> usize {
+        let line = self.apply_again();
+        line.split(", ")
+            .find_map(|part| part.strip_suffix(" firewalld writes"))
+            .unwrap_or_else(|| panic!("no write count in {line:?}"))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn once(&self) -> (bool, String, String) {
+        try_sh(&format!("{} --once", self.args()))
+    }
+
+    pub fn remove(&self) {
+        sh(&format!("{} --remove", self.args()));
+    }
+}
+
+impl Drop for Dockgate {
+    fn drop(&mut self) {
+        let _ = try_sh(&format!("{} --remove", self.args()));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Docker's DNAT rules, both families.
+fn dnat_rules() -> usize {
+    sh("iptables-save -t nat; ip6tables-save -t nat")
+        .lines()
+        .filter(|line| line.contains("-j DNAT"))
+        .count()
+}

@@ -166,7 +166,9 @@ add_client() {
 add_client_address() {
     local n=$1 addr=$2
     case $addr in
-        *:*) ip -n "client$n" -6 addr add "$addr/128" dev eth0 nodad
+        # Deprecated (preferred_lft 0): used only when bound explicitly, never picked as the
+        # client's source instead of fd99:N::2 (IPv6 prefers the longest matching prefix).
+        *:*) ip -n "client$n" -6 addr add "$addr/128" dev eth0 nodad preferred_lft 0
              ip -6 route replace "$addr/128" via "fd99:$n::2" dev "ext$n" ;;
         *)   ip -n "client$n" addr add "$addr/32" dev eth0
              ip route replace "$addr/32" via "10.99.$n.2" dev "ext$n" ;;
