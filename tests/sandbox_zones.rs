@@ -58,7 +58,7 @@ fn zone_docker_host_access_dns_only_survives_docker_restarts_and_is_restored() {
     in_sandbox();
     let _dns = HostListener::new(53);
     let _other = HostListener::new(9999);
-    let client = Container::run("zone-client", "", "/bin/sleep 600");
+    let client = Container::run("zone-client", "--stop-timeout 1", "/bin/sleep 600");
     assert!(container_reaches_host(&client.name, 53));
     assert!(
         container_reaches_host(&client.name, 9999),
@@ -117,9 +117,12 @@ fn bridges_bound_to_internal_keep_exposed_ports_working_across_twenty_docker_res
     let _ = try_sh("docker network rm bind-net");
     sh("docker network create bind-net");
     let user_bridge = bridge_of("bind-net");
-    let _web = Container::httpd("bind-web", "-p 8080:80 --restart always");
-    let _app = Container::httpd("bind-app", "--network bind-net -p 8081:80 --restart always");
-    sh("sandbox-ctl add-client-address 1 10.99.1.50");
+    let _web = Container::httpd("bind-web", "-p 8080:80 --restart always --stop-timeout 1");
+    let _app = Container::httpd(
+        "bind-app",
+        "--network bind-net -p 8081:80 --restart always --stop-timeout 1",
+    );
+    add_client_address(1, "10.99.1.50");
     let dockgate = Dockgate::new("bind");
     dockgate.apply("trusted = [\"10.99.1.50\"]\n[zone]\nbind = \"internal\"\n");
     for bridge in ["docker0", &user_bridge] {

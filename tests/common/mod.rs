@@ -246,3 +246,10 @@ fn dnat_rules() -> usize {
         .filter(|line| line.contains("-j DNAT"))
         .count()
 }
+
+/// Gives client N another source address (once; later calls find it there).
+pub fn add_client_address(client: u8, address: &str) {
+    let _ = try_sh(&format!(
+        "sandbox-ctl add-client-address {client} {address}"
+    ));
+}
