@@ -55,6 +55,21 @@ pub struct Identified<'a> {
     pub exposure: &'a Exposure,
 }
 
+/// The ids of the config's exposures: "config-1" is the first `[[expose]]`.
+pub fn config_exposure_ids(config: &Config) -> Vec<String> {
+    (1..=config.expose.len())
+        .map(|n| format!("config-{n}"))
+        .collect()
+}
+
+/// The config's exposures under the ids from [`config_exposure_ids`].
+pub fn identify<'a>(ids: &'a [String], config: &'a Config) -> Vec<Identified<'a>> {
+    ids.iter()
+        .zip(&config.expose)
+        .map(|(id, exposure)| Identified { id, exposure })
+        .collect()
+}
+
 /// Docker's side of the world, as far as the plan needs it.
 #[derive(Debug, Clone, Default)]
 pub struct DockerView {

@@ -7,7 +7,7 @@ use crate::apply::{self, Outcome};
 use crate::config::Config;
 use crate::docker::{Docker, DockerError};
 use crate::firewalld::{Firewalld, FirewalldError};
-use crate::plan::{self, DockerView, Identified, Plan};
+use crate::plan::{self, DockerView, Plan};
 use crate::state::StateDir;
 use crate::zones::{self, ZoneError, ZoneOutcome};
 
@@ -46,14 +46,6 @@ pub struct Enforcer {
     pub state: StateDir,
 }
 
-/// The config's exposures under the ids callers know them by: "config-1" is the first
-/// `[[expose]]`.
-pub fn config_exposure_ids(config: &Config) -> Vec<String> {
-    (1..=config.expose.len())
-        .map(|n| format!("config-{n}"))
-        .collect()
-}
-
 impl Enforcer {
     pub async fn docker_view(&self) -> Result<DockerView, DockerError> {
         let ports = self.docker.published_ports().await?;
@@ -73,12 +65,8 @@ impl Enforcer {
             return Err(ReconcileError::FirewalldNotRunning);
         }
         let docker = self.docker_view().await?;
-        let ids = config_exposure_ids(config);
-        let exposures: Vec<Identified> = ids
-            .iter()
-            .zip(&config.expose)
-            .map(|(id, exposure)| Identified { id, exposure })
-            .collect();
+        let ids = plan::config_exposure_ids(config);
+        let exposures = plan::identify(&ids, config);
         let plan = plan::plan(config, &exposures, &docker);
         let rules = apply::apply(&self.firewalld, &plan).await?;
         let zone = zones::apply_access(&self.firewalld, &self.state, &config.zone).await?;

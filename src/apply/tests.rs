@@ -2,19 +2,13 @@ use std::path::Path;
 
 use super::*;
 use crate::config::Config;
-use crate::plan::{DockerView, Identified, plan};
+use crate::plan::{DockerView, config_exposure_ids, identify, plan};
 use crate::rules::Family;
 
 fn plan_for(text: &str) -> Plan {
     let config = Config::parse(text, Path::new("test.toml")).expect("test config parses");
-    let ids: Vec<String> = (1..=config.expose.len())
-        .map(|n| format!("config-{n}"))
-        .collect();
-    let exposures: Vec<Identified> = ids
-        .iter()
-        .zip(&config.expose)
-        .map(|(id, exposure)| Identified { id, exposure })
-        .collect();
+    let ids = config_exposure_ids(&config);
+    let exposures = identify(&ids, &config);
     let docker = DockerView {
         ports: Vec::new(),
         bridges: vec!["docker0".to_owned()],

@@ -21,14 +21,8 @@ fn published(container: &str, host_port: u16, container_ip: &str) -> PublishedPo
 }
 
 fn plan_of(config: &Config, docker: &DockerView) -> Plan {
-    let ids: Vec<String> = (1..=config.expose.len())
-        .map(|n| format!("config-{n}"))
-        .collect();
-    let exposures: Vec<Identified> = ids
-        .iter()
-        .zip(&config.expose)
-        .map(|(id, exposure)| Identified { id, exposure })
-        .collect();
+    let ids = config_exposure_ids(config);
+    let exposures = identify(&ids, config);
     plan(config, &exposures, docker)
 }
 
