@@ -123,11 +123,15 @@ pub struct Outcome {
     pub rules_removed: usize,
     /// Whether firewalld had to be reloaded to take the first rules safely (firewalld 2.x).
     pub reloaded: bool,
+    /// From the start of the apply until the runtime layer (the kernel) held the plan; the
+    /// permanent layer is written after that.
+    pub in_kernel_after: std::time::Duration,
 }
 
 /// Makes both layers of firewalld's direct configuration equal to the plan; touches nothing
 /// that is not dockgate's.
 pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, FirewalldError> {
+    let started = std::time::Instant::now();
     let mut outcome = Outcome::default();
 
     let permanent = firewalld.permanent_direct().await?;
@@ -144,17 +148,15 @@ pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, Firewa
         && !plan.rules.is_empty()
         && firewalld.major_version().await? >= 2;
 
-    if !permanent_changes.is_empty() {
+    if bootstrap {
         firewalld
             .set_permanent_direct(&planned_permanent(permanent, plan))
             .await?;
-        outcome.writes += 1;
-    }
-    if bootstrap {
         firewalld.reload_and_wait().await?;
-        outcome.writes += 1;
+        outcome.writes += 2;
         outcome.reloaded = true;
         outcome.rules_added = plan.rules.len();
+        outcome.in_kernel_after = started.elapsed();
         return Ok(outcome);
     }
 
@@ -195,6 +197,16 @@ pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, Firewa
     }
     for chain in &changes.remove_chains {
         firewalld.remove_chain(Layer::Runtime, chain).await?;
+        outcome.writes += 1;
+    }
+    outcome.in_kernel_after = started.elapsed();
+
+    // The permanent layer last: rewriting it costs firewalld time in proportion to all its
+    // rules, and until the next reload the runtime layer is what is in force.
+    if !permanent_changes.is_empty() {
+        firewalld
+            .set_permanent_direct(&planned_permanent(permanent, plan))
+            .await?;
         outcome.writes += 1;
     }
     Ok(outcome)
