@@ -119,7 +119,7 @@ async fn main() {
     println!(
         "one exposure added at N = 1000: in the kernel after {}, reconcile done (permanent config \
          written) after {} ({} rules added, {} firewalld writes)",
-        ms(done.rules.in_kernel_after),
+        ms(done.in_kernel_after),
         ms(started.elapsed()),
         done.rules.rules_added,
         done.writes()

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod daemon;
 pub mod docker;
 pub mod firewalld;
 pub mod inspect;

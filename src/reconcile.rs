@@ -30,6 +30,8 @@ pub struct Reconciled {
     pub rules: Outcome,
     pub zone: ZoneOutcome,
     pub bridges_bound: usize,
+    /// From the start of the reconcile (Docker's view read) until the kernel held the rules.
+    pub in_kernel_after: Duration,
     pub duration: Duration,
 }
 
@@ -59,16 +61,45 @@ impl Enforcer {
         Ok(DockerView { ports, bridges })
     }
 
+    async fn require_firewalld(&self) -> Result<(), ReconcileError> {
+        if self.firewalld.is_running().await? {
+            Ok(())
+        } else {
+            Err(ReconcileError::FirewalldNotRunning)
+        }
+    }
+
+    /// Reads Docker's view and applies the config; fails when firewalld or Docker is down.
     pub async fn reconcile(&self, config: &Config) -> Result<Reconciled, ReconcileError> {
         let started = Instant::now();
-        if !self.firewalld.is_running().await? {
-            return Err(ReconcileError::FirewalldNotRunning);
-        }
+        self.require_firewalld().await?;
         let docker = self.docker_view().await?;
+        self.reconcile_since(started, config, &docker).await
+    }
+
+    /// Applies the config to a given view of Docker (the daemon passes an empty one while
+    /// Docker is down, so that Docker starts behind the policy).
+    pub async fn reconcile_with(
+        &self,
+        config: &Config,
+        docker: &DockerView,
+    ) -> Result<Reconciled, ReconcileError> {
+        self.reconcile_since(Instant::now(), config, docker).await
+    }
+
+    async fn reconcile_since(
+        &self,
+        started: Instant,
+        config: &Config,
+        docker: &DockerView,
+    ) -> Result<Reconciled, ReconcileError> {
+        self.require_firewalld().await?;
         let ids = plan::config_exposure_ids(config);
         let exposures = plan::identify(&ids, config);
-        let plan = plan::plan(config, &exposures, &docker);
+        let plan = plan::plan(config, &exposures, docker);
+        let before_apply = started.elapsed();
         let rules = apply::apply(&self.firewalld, &plan).await?;
+        let in_kernel_after = before_apply + rules.in_kernel_after;
         let zone = zones::apply_access(&self.firewalld, &self.state, &config.zone).await?;
         let bridges_bound = match &config.zone.bind {
             Some(bind) => {
@@ -85,6 +116,7 @@ impl Enforcer {
             rules,
             zone,
             bridges_bound,
+            in_kernel_after,
             duration: started.elapsed(),
         })
     }
@@ -92,9 +124,7 @@ impl Enforcer {
     /// Takes out every rule and chain dockgate added (both layers), puts zone docker's settings
     /// back as dockgate found them and the bridges back in zone docker.
     pub async fn remove(&self) -> Result<(Outcome, ZoneOutcome), ReconcileError> {
-        if !self.firewalld.is_running().await? {
-            return Err(ReconcileError::FirewalldNotRunning);
-        }
+        self.require_firewalld().await?;
         let rules = apply::apply(&self.firewalld, &Plan::default()).await?;
         let zone = zones::restore(&self.firewalld, &self.state).await?;
         Ok((rules, zone))

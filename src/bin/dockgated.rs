@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use dockgate::config::{self, Config};
+use dockgate::daemon::Daemon;
 use dockgate::docker::{self, Docker};
 use dockgate::firewalld::Firewalld;
 use dockgate::inspect::Report;
@@ -16,8 +17,7 @@ use dockgate::state::{self, StateDir};
     version,
     about = "Keeps Docker-published ports behind an explicit exposure policy"
 )]
-#[command(group(ArgGroup::new("mode").required(true).args(["once", "remove"])))]
-#[command(subcommand_negates_reqs = true)]
+#[command(group(ArgGroup::new("mode").args(["once", "remove"])))]
 struct Cli {
     /// Apply the policy once (rules, zone docker's settings, bridge binding) and exit.
     #[arg(long)]
@@ -61,7 +61,8 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(Command::Inspect { json }) => inspect(&cli.docker_socket, json).await,
         None if cli.remove => remove(&cli).await,
-        None => once(&cli).await,
+        None if cli.once => once(&cli).await,
+        None => serve(&cli).await,
     }
 }
 
@@ -117,6 +118,28 @@ async fn once(cli: &Cli) -> ExitCode {
         }
         Err(error) => fail(error.to_string()),
     }
+}
+
+/// The service: keeps the policy applied until SIGTERM, through Docker and firewalld
+/// restarts and reloads.
+async fn serve(cli: &Cli) -> ExitCode {
+    let config = match Config::load(Path::new(&cli.config)) {
+        Ok(config) => config,
+        Err(error) => return fail(error.to_string()),
+    };
+    let enforcer = match enforcer(cli).await {
+        Ok(enforcer) => enforcer,
+        Err(reason) => return fail(reason),
+    };
+    tracing::info!(config = %cli.config.display(), "dockgated started");
+    Daemon {
+        enforcer,
+        config_path: cli.config.clone(),
+        config,
+    }
+    .run()
+    .await;
+    ExitCode::SUCCESS
 }
 
 async fn remove(cli: &Cli) -> ExitCode {

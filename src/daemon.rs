@@ -1,0 +1,261 @@
+//! The long-running dockgated: one task owns the config and applies it; watchers of firewalld,
+//! Docker and signals only send it messages. Bursts of events are coalesced into one
+//! reconcile, and a failed reconcile is retried with backoff: nothing transient ends the daemon.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::docker::DockerEvent;
+use crate::firewalld::{Presence, ZoneEvent};
+use crate::plan::DockerView;
+use crate::reconcile::Enforcer;
+use crate::zones;
+
+/// How long to wait for more events after the first one before reconciling: Docker starting a
+/// hundred containers sends hundreds of events within a few hundred milliseconds.
+const COALESCE: Duration = Duration::from_millis(100);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub enum Message {
+    /// Something changed; the text says what, for the log.
+    Changed(String),
+    /// Docker's event stream ended: dockerd is stopping or restarting.
+    DockerGone,
+    /// SIGHUP: read the config again.
+    ReloadConfig,
+    /// SIGTERM or SIGINT: exit, leaving the rules in place.
+    Shutdown,
+}
+
+pub struct Daemon {
+    pub enforcer: Enforcer,
+    pub config_path: PathBuf,
+    pub config: Config,
+}
+
+impl Daemon {
+    pub async fn run(mut self) {
+        let (sender, mut inbox) = mpsc::channel(1024);
+        tokio::spawn(watch_firewalld(
+            self.enforcer.firewalld.clone(),
+            sender.clone(),
+        ));
+        tokio::spawn(watch_docker(self.enforcer.docker.watch(), sender.clone()));
+        tokio::spawn(watch_signals(sender.clone()));
+
+        let mut triggers: BTreeSet<String> = BTreeSet::from(["start".to_owned()]);
+        let mut retry_at: Option<Instant> = None;
+        let mut retry_delay = FIRST_RETRY;
+        let mut docker_view: Option<DockerView> = None;
+        loop {
+            if triggers.is_empty() {
+                let message = match retry_at {
+                    Some(at) => match tokio::time::timeout_at(at, inbox.recv()).await {
+                        Ok(message) => message,
+                        Err(_) => {
+                            triggers.insert("retry".to_owned());
+                            retry_at = None;
+                            continue;
+                        }
+                    },
+                    None => inbox.recv().await,
+                };
+                let Some(message) = message else { return };
+                if !self.handle(message, &mut triggers).await {
+                    return;
+                }
+            }
+            // Coalesce: take everything that arrives shortly after the first event.
+            let deadline = Instant::now() + COALESCE;
+            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, inbox.recv()).await {
+                if !self.handle(message, &mut triggers).await {
+                    return;
+                }
+            }
+            if triggers.is_empty() {
+                continue;
+            }
+            let trigger = triggers.iter().cloned().collect::<Vec<_>>().join(",");
+            triggers.clear();
+
+            let view = match self.enforcer.docker_view().await {
+                Ok(view) => {
+                    docker_view = Some(view.clone());
+                    view
+                }
+                Err(error) => {
+                    // Apply without Docker's view (Docker's own bridge names are still
+                    // judged), so that Docker, when it starts, meets the policy.
+                    tracing::warn!(%error, "Docker is not reachable; applying the policy without its view");
+                    docker_view.take();
+                    DockerView::default()
+                }
+            };
+            match self.enforcer.reconcile_with(&self.config, &view).await {
+                Ok(done) => {
+                    retry_delay = FIRST_RETRY;
+                    retry_at = None;
+                    tracing::info!(
+                        trigger,
+                        rules = done.plan.rules.len(),
+                        added = done.rules.rules_added,
+                        removed = done.rules.rules_removed,
+                        writes = done.writes(),
+                        bridges_bound = done.bridges_bound,
+                        reloaded = done.rules.reloaded || done.zone.reloaded,
+                        duration_ms = done.duration.as_millis() as u64,
+                        "reconciled"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(trigger, %error, retry_in_ms = retry_delay.as_millis() as u64, "reconcile failed");
+                    retry_at = Some(Instant::now() + retry_delay);
+                    retry_delay = (retry_delay * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Handles one message; false when the daemon is to exit.
+    async fn handle(&mut self, message: Message, triggers: &mut BTreeSet<String>) -> bool {
+        match message {
+            Message::Changed(what) => {
+                triggers.insert(what);
+            }
+            Message::DockerGone => {
+                triggers.insert("docker stopped".to_owned());
+                if self.config.zone.bind.is_some() {
+                    // dockerd may be restarting without docker.service's prestart (a plain
+                    // `dockerd` or a kill): give it its bridges back before it starts again.
+                    match zones::return_bridges(&self.enforcer.firewalld, &self.enforcer.state)
+                        .await
+                    {
+                        Ok(returned) => {
+                            tracing::info!(?returned, "bridges returned to zone docker")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot return bridges to zone docker")
+                        }
+                    }
+                }
+            }
+            Message::ReloadConfig => match Config::load(&self.config_path) {
+                Ok(config) => {
+                    tracing::info!(path = %self.config_path.display(), "config reloaded");
+                    self.config = config;
+                    triggers.insert("config reloaded".to_owned());
+                }
+                Err(error) => {
+                    tracing::error!(%error, "new config refused; keeping the last good policy")
+                }
+            },
+            Message::Shutdown => {
+                tracing::info!("exiting; the rules stay in place");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+async fn watch_firewalld(firewalld: crate::firewalld::Firewalld, sender: mpsc::Sender<Message>) {
+    loop {
+        let streams = async {
+            Ok::<_, crate::firewalld::FirewalldError>((
+                firewalld.reloaded().await?,
+                firewalld.presence().await?,
+                firewalld.zone_events().await?,
+            ))
+        };
+        let (reloaded, presence, zone_events) = match streams.await {
+            Ok(streams) => streams,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to firewalld's signals; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut messages = futures_util::stream::select(
+            futures_util::stream::select(
+                reloaded.map(|()| Some("firewalld reloaded".to_owned())),
+                presence.map(|presence| match presence {
+                    Presence::Appeared => Some("firewalld started".to_owned()),
+                    Presence::Vanished => {
+                        tracing::warn!("firewalld left the bus");
+                        None
+                    }
+                }),
+            ),
+            zone_events.map(|event| match event {
+                ZoneEvent::InterfaceAdded { zone, interface }
+                | ZoneEvent::ZoneOfInterfaceChanged { zone, interface } => {
+                    Some(format!("{interface} moved to zone {zone}"))
+                }
+                ZoneEvent::InterfaceRemoved { .. } => None,
+            }),
+        );
+        while let Some(message) = messages.next().await {
+            if let Some(what) = message
+                && sender.send(Message::Changed(what)).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+async fn watch_docker(mut events: mpsc::Receiver<DockerEvent>, sender: mpsc::Sender<Message>) {
+    while let Some(event) = events.recv().await {
+        let message = match event {
+            DockerEvent::Container { action, .. }
+                if matches!(action.as_str(), "start" | "die" | "destroy") =>
+            {
+                Message::Changed(format!("container {action}"))
+            }
+            DockerEvent::Network { action, .. }
+                if matches!(
+                    action.as_str(),
+                    "create" | "destroy" | "connect" | "disconnect"
+                ) =>
+            {
+                Message::Changed(format!("network {action}"))
+            }
+            DockerEvent::Container { .. } | DockerEvent::Network { .. } => continue,
+            DockerEvent::Disconnected => Message::DockerGone,
+            DockerEvent::Resynced => Message::Changed("docker connected".to_owned()),
+        };
+        if sender.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn watch_signals(sender: mpsc::Sender<Message>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        let message = tokio::select! {
+            _ = hangup.recv() => Message::ReloadConfig,
+            _ = terminate.recv() => Message::Shutdown,
+            _ = interrupt.recv() => Message::Shutdown,
+        };
+        if sender.send(message).await.is_err() {
+            return;
+        }
+    }
+}
