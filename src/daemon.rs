@@ -17,6 +17,11 @@ use crate::plan::DockerView;
 use crate::reconcile::Enforcer;
 use crate::zones;
 
+/// After a firewalld reload or start, Docker re-inserts its bridges into zone docker and
+/// rebuilds its rules; binding a bridge elsewhere in the middle of that made Docker 20.10 leave
+/// its DNAT out (seen in the sandbox). The bridges are bound again only after this pause.
+const DOCKER_REBUILD_PAUSE: Duration = Duration::from_secs(2);
+
 /// How long to wait for more events after the first one before reconciling: Docker starting a
 /// hundred containers sends hundreds of events within a few hundred milliseconds.
 const COALESCE: Duration = Duration::from_millis(100);
@@ -55,14 +60,22 @@ impl Daemon {
         let mut retry_at: Option<Instant> = None;
         let mut retry_delay = FIRST_RETRY;
         let mut docker_view: Option<DockerView> = None;
+        let mut bind_at: Option<Instant> = None;
         loop {
             if triggers.is_empty() {
-                let message = match retry_at {
+                let wake = [retry_at, bind_at].into_iter().flatten().min();
+                let message = match wake {
                     Some(at) => match tokio::time::timeout_at(at, inbox.recv()).await {
                         Ok(message) => message,
                         Err(_) => {
-                            triggers.insert("retry".to_owned());
-                            retry_at = None;
+                            if retry_at.is_some_and(|at| at <= Instant::now()) {
+                                triggers.insert("retry".to_owned());
+                                retry_at = None;
+                            }
+                            if bind_at.is_some_and(|at| at <= Instant::now()) {
+                                triggers.insert("bind after Docker's rebuild".to_owned());
+                                bind_at = None;
+                            }
                             continue;
                         }
                     },
@@ -84,7 +97,17 @@ impl Daemon {
                 continue;
             }
             let trigger = triggers.iter().cloned().collect::<Vec<_>>().join(",");
+            let firewalld_restarted = triggers
+                .iter()
+                .any(|t| t == "firewalld reloaded" || t == "firewalld started");
             triggers.clear();
+            let bind_now = match (&self.config.zone.bind, firewalld_restarted) {
+                (Some(_), true) => {
+                    bind_at = Some(Instant::now() + DOCKER_REBUILD_PAUSE);
+                    false
+                }
+                _ => bind_at.is_none(),
+            };
 
             let view = match self.enforcer.docker_view().await {
                 Ok(view) => {
@@ -99,7 +122,11 @@ impl Daemon {
                     DockerView::default()
                 }
             };
-            match self.enforcer.reconcile_with(&self.config, &view).await {
+            match self
+                .enforcer
+                .reconcile_with(&self.config, &view, bind_now)
+                .await
+            {
                 Ok(done) => {
                     retry_delay = FIRST_RETRY;
                     retry_at = None;

@@ -74,17 +74,20 @@ impl Enforcer {
         let started = Instant::now();
         self.require_firewalld().await?;
         let docker = self.docker_view().await?;
-        self.reconcile_since(started, config, &docker).await
+        self.reconcile_since(started, config, &docker, true).await
     }
 
     /// Applies the config to a given view of Docker (the daemon passes an empty one while
-    /// Docker is down, so that Docker starts behind the policy).
+    /// Docker is down, so that Docker starts behind the policy). Without `bind_now` the
+    /// bridges are left where they are (the daemon waits for Docker to finish its own work).
     pub async fn reconcile_with(
         &self,
         config: &Config,
         docker: &DockerView,
+        bind_now: bool,
     ) -> Result<Reconciled, ReconcileError> {
-        self.reconcile_since(Instant::now(), config, docker).await
+        self.reconcile_since(Instant::now(), config, docker, bind_now)
+            .await
     }
 
     async fn reconcile_since(
@@ -92,6 +95,7 @@ impl Enforcer {
         started: Instant,
         config: &Config,
         docker: &DockerView,
+        bind_now: bool,
     ) -> Result<Reconciled, ReconcileError> {
         self.require_firewalld().await?;
         let ids = plan::config_exposure_ids(config);
@@ -102,6 +106,7 @@ impl Enforcer {
         let in_kernel_after = before_apply + rules.in_kernel_after;
         let zone = zones::apply_access(&self.firewalld, &self.state, &config.zone).await?;
         let bridges_bound = match &config.zone.bind {
+            Some(_) if !bind_now => 0,
             Some(bind) => {
                 zones::bind_bridges(&self.firewalld, &self.state, bind, &docker.bridges).await?
             }
