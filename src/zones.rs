@@ -15,6 +15,10 @@ use crate::firewalld::{Firewalld, FirewalldError, ZoneAccess, ZoneSettings};
 use crate::state::{StateDir, StateError};
 
 pub const DOCKER_ZONE: &str = "docker";
+/// Lets containers reach the outside while zone docker's target is not ACCEPT: with any other
+/// target firewalld stops forwarding from zone docker to other zones (sandbox: container egress
+/// failed on both stacks until this policy existed). firewalld 1.3 takes at most 18 characters.
+pub const EGRESS_POLICY: &str = "dockgate-egress";
 const ORIGINALS_FILE: &str = "zone-docker.json";
 const BOUND_FILE: &str = "bound-bridges.json";
 
@@ -155,8 +159,35 @@ pub async fn apply_access(
             .await?;
         outcome.writes += 1;
     }
-    if runtime_changes.target.is_some() {
-        // A target only changes through the permanent configuration and a reload.
+    // A target only changes through the permanent configuration and a reload; so does a
+    // policy.
+    let mut reload = runtime_changes.target.is_some();
+    let egress_needed = desired
+        .target
+        .as_deref()
+        .is_some_and(|target| target != "ACCEPT");
+    let egress_exists = firewalld
+        .permanent_policies()
+        .await?
+        .iter()
+        .any(|policy| policy == EGRESS_POLICY);
+    if egress_needed && !egress_exists {
+        firewalld
+            .add_permanent_accept_policy(
+                EGRESS_POLICY,
+                "dockgate: containers reach the outside while zone docker's target is not ACCEPT",
+                &[DOCKER_ZONE],
+                &["ANY"],
+            )
+            .await?;
+        outcome.writes += 1;
+        reload = true;
+    } else if !egress_needed && egress_exists {
+        firewalld.remove_permanent_policy(EGRESS_POLICY).await?;
+        outcome.writes += 1;
+        reload = true;
+    }
+    if reload {
         firewalld.reload_and_wait().await?;
         outcome.writes += 1;
         outcome.reloaded = true;

@@ -9,30 +9,48 @@ use std::time::Duration;
 
 use common::*;
 
-/// A TCP listener on the host itself (the sandbox's namespace), stopped when dropped.
-struct HostListener(Child);
+/// A TCP listener, on the host itself or in a client's namespace; stopped when dropped.
+struct Listener {
+    child: Child,
+    port: u16,
+}
 
-impl HostListener {
-    fn new(port: u16) -> Self {
-        let child = Command::new("socat")
-            .args([
-                "-u",
-                &format!("TCP-LISTEN:{port},fork,reuseaddr"),
-                "/dev/null",
-            ])
+impl Listener {
+    fn on_host(port: u16) -> Self {
+        Self::start(Command::new("socat"), port)
+    }
+
+    fn in_client1(port: u16) -> Self {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", "client1", "socat"]);
+        Self::start(command, port)
+    }
+
+    fn start(mut command: Command, port: u16) -> Self {
+        let child = command
+            .arg("-u")
+            .arg(format!("TCP-LISTEN:{port},fork,reuseaddr"))
+            .arg("/dev/null")
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        HostListener(child)
+        Listener { child, port }
     }
 }
 
-impl Drop for HostListener {
+impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+fn container_reaches(container: &str, address: &str, port: u16) -> bool {
+    try_sh(&format!(
+        "docker exec {container} socat -u /dev/null TCP:{address}:{port},connect-timeout=2"
+    ))
+    .0
 }
 
 /// Whether a container connects to a port of the host through its bridge's gateway.
@@ -56,8 +74,8 @@ fn zone_target() -> String {
 #[test]
 fn zone_docker_host_access_dns_only_survives_docker_restarts_and_is_restored() {
     in_sandbox();
-    let _dns = HostListener::new(53);
-    let _other = HostListener::new(9999);
+    let _dns = Listener::on_host(53);
+    let _other = Listener::on_host(9999);
     let client = Container::run("zone-client", "--stop-timeout 1", "/bin/sleep 600");
     assert!(container_reaches_host(&client.name, 53));
     assert!(
@@ -81,6 +99,11 @@ fn zone_docker_host_access_dns_only_survives_docker_restarts_and_is_restored() {
         "other host ports are closed now"
     );
     assert_eq!(zone_target(), "default");
+    let outside = Listener::in_client1(7000);
+    assert!(
+        container_reaches(&client.name, "10.99.1.2", outside.port),
+        "containers still reach the outside"
+    );
     let services = sh("firewall-cmd --zone=docker --list-services");
     assert!(
         services.split_whitespace().any(|s| s == "dns"),
@@ -104,8 +127,16 @@ fn zone_docker_host_access_dns_only_survives_docker_restarts_and_is_restored() {
     }
     assert_eq!(dockgate.reapply_writes(), 0);
 
+    assert!(
+        container_reaches(&client.name, "10.99.1.2", outside.port),
+        "containers still reach the outside after Docker restarts"
+    );
     dockgate.remove();
     assert_eq!(zone_target(), target_before, "--remove restores the target");
+    assert!(
+        !sh("firewall-cmd --permanent --get-policies").contains("dockgate"),
+        "--remove takes dockgate's policy out"
+    );
     assert!(eventually(Duration::from_secs(10), || {
         container_reaches_host(&client.name, 9999)
     }));

@@ -15,8 +15,8 @@ use zbus::{OwnedVariant, Variant};
 pub use crate::rules::{DirectChain, DirectRule, Family};
 
 use self::proxy::{
-    ConfigDirectProxy, ConfigProxy, ConfigZoneProxy, DirectProxy, FirewallD1Proxy,
-    RawDirectSettings, RawRule, ZoneProxy,
+    ConfigDirectProxy, ConfigPolicyProxy, ConfigProxy, ConfigZoneProxy, DirectProxy,
+    FirewallD1Proxy, RawDirectSettings, RawRule, ZoneProxy,
 };
 
 /// Docker's chain for the admin's own forwarding rules; it sees packets after DNAT.
@@ -559,6 +559,43 @@ impl Firewalld {
                 other => other?,
             }
         }
+        Ok(())
+    }
+
+    // Permanent policies (traffic between zones).
+
+    pub async fn permanent_policies(&self) -> Result<Vec<String>> {
+        Ok(self.config.get_policy_names().await?)
+    }
+
+    /// Adds a permanent policy letting traffic from `ingress` zones to `egress` zones pass
+    /// (target ACCEPT). It takes effect on the next reload.
+    pub async fn add_permanent_accept_policy(
+        &self,
+        name: &str,
+        description: &str,
+        ingress: &[&str],
+        egress: &[&str],
+    ) -> Result<()> {
+        let settings = std::collections::HashMap::from([
+            ("description", Variant::from(description)),
+            ("target", Variant::from("ACCEPT")),
+            ("ingress_zones", Variant::from(ingress.to_vec())),
+            ("egress_zones", Variant::from(egress.to_vec())),
+        ]);
+        self.config.add_policy(name, settings).await?;
+        Ok(())
+    }
+
+    pub async fn remove_permanent_policy(&self, name: &str) -> Result<()> {
+        let path = self.config.get_policy_by_name(name).await?;
+        ConfigPolicyProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?
+            .remove()
+            .await?;
         Ok(())
     }
 

@@ -171,12 +171,35 @@ pub trait Config {
     #[zbus(name = "getZoneNames")]
     fn get_zone_names(&self) -> zbus::Result<Vec<String>>;
 
+    #[zbus(name = "getPolicyNames")]
+    fn get_policy_names(&self) -> zbus::Result<Vec<String>>;
+
+    #[zbus(name = "getPolicyByName")]
+    fn get_policy_by_name(&self, policy: &str) -> zbus::Result<OwnedObjectPath>;
+
+    #[zbus(name = "addPolicy")]
+    fn add_policy(
+        &self,
+        policy: &str,
+        settings: HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+
     #[zbus(property, name = "FirewallBackend")]
     fn firewall_backend(&self) -> zbus::Result<String>;
 
     /// Only on firewalld >= 2.3; reading it on older versions fails.
     #[zbus(property, name = "StrictForwardPorts")]
     fn strict_forward_ports(&self) -> zbus::Result<String>;
+}
+
+/// One permanent policy (`/org/fedoraproject/FirewallD1/config/policy/N`).
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.config.policy",
+    default_service = "org.fedoraproject.FirewallD1"
+)]
+pub trait ConfigPolicy {
+    #[zbus(name = "remove")]
+    fn remove(&self) -> zbus::Result<()>;
 }
 
 /// One permanent zone (`/org/fedoraproject/FirewallD1/config/zone/N`).
