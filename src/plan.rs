@@ -264,10 +264,25 @@ fn plan_family(
     if config.verdict == Verdict::Reject {
         plan.foreign_chains
             .insert(DirectChain::new(family, FILTER, DOCKER_USER));
+        // A TCP reset, because Linux TCP takes an ICMPv6 port-unreachable as a soft error and
+        // keeps trying until it times out (seen in the sandbox): over IPv6 only the reset
+        // makes a client see "refused" at once. Everything else gets ICMP port-unreachable.
+        let mut tcp = marked.to_vec();
+        tcp.extend(["-p", "tcp"]);
         plan.rules.insert(rule(
             FILTER,
             DOCKER_USER,
             0,
+            args(
+                &tcp,
+                &verdict,
+                &["-j", "REJECT", "--reject-with", "tcp-reset"],
+            ),
+        ));
+        plan.rules.insert(rule(
+            FILTER,
+            DOCKER_USER,
+            1,
             args(marked, &verdict, &["-j", "REJECT"]),
         ));
     }
