@@ -131,10 +131,13 @@ async fn a_direct_rule_in_docker_user_blocks_a_published_port_and_its_removal_re
     for family in Family::ALL {
         let chain = DirectChain::new(family, "filter", DOCKER_USER);
         let registered = firewalld.query_chain(Layer::Runtime, &chain).await.unwrap();
-        // firewalld 1.x cannot register the IPv4 chain Docker made (iptables -N fails); rules
-        // go into it regardless, as the rest of this test shows.
-        let expected = !(stack() == "bookworm" && family == Family::Ipv4);
-        assert_eq!(registered, expected, "{chain:?}");
+        // firewalld 1.x cannot create the IPv4 chain Docker made (iptables -N fails); whether
+        // it lists the chain as registered then depends on earlier attempts in the same run
+        // (dockgate's own apply makes one). Rules go into it regardless, as the rest of this
+        // test shows.
+        if !(stack() == "bookworm" && family == Family::Ipv4) {
+            assert!(registered, "{chain:?}");
+        }
     }
     // Docker's own rules survived the registration (firewalld 2.x flushes iptables on its
     // first direct call unless it is made the way register_docker_user makes it); on 2.x,
