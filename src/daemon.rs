@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::docker::DockerEvent;
 use crate::firewalld::{Presence, ZoneEvent};
-use crate::plan::DockerView;
-use crate::reconcile::Enforcer;
+use crate::plan::{DockerView, Plan};
+use crate::reconcile::{Enforcer, plan_for};
 use crate::zones;
 
 /// After a firewalld reload or start, Docker re-inserts its bridges into zone docker and
@@ -25,6 +25,10 @@ const DOCKER_REBUILD_PAUSE: Duration = Duration::from_secs(2);
 /// How long to wait for more events after the first one before reconciling: Docker starting a
 /// hundred containers sends hundreds of events within a few hundred milliseconds.
 const COALESCE: Duration = Duration::from_millis(100);
+/// While Docker's events keep coming (a burst of container starts takes Docker seconds), at most
+/// one reconcile per this interval for them. Waiting is safe: a container nobody exposed yet is
+/// denied until the reconcile. firewalld and config triggers do not wait.
+const DOCKER_BURST_GAP: Duration = Duration::from_secs(1);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -59,8 +63,11 @@ impl Daemon {
         let mut triggers: BTreeSet<String> = BTreeSet::from(["start".to_owned()]);
         let mut retry_at: Option<Instant> = None;
         let mut retry_delay = FIRST_RETRY;
-        let mut docker_view: Option<DockerView> = None;
         let mut bind_at: Option<Instant> = None;
+        // What the last successful reconcile applied: Docker's events that leave it unchanged
+        // need no firewalld call at all.
+        let mut applied: Option<(Plan, Vec<String>)> = None;
+        let mut last_reconcile: Option<Instant> = None;
         loop {
             if triggers.is_empty() {
                 let wake = [retry_at, bind_at].into_iter().flatten().min();
@@ -86,11 +93,24 @@ impl Daemon {
                     return;
                 }
             }
-            // Coalesce: take everything that arrives shortly after the first event.
-            let deadline = Instant::now() + COALESCE;
-            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, inbox.recv()).await {
-                if !self.handle(message, &mut triggers).await {
-                    return;
+            // Coalesce: take everything that arrives shortly after the first event, and while
+            // only Docker is talking, until a burst gap has passed since the last reconcile.
+            let first = Instant::now();
+            loop {
+                let mut deadline = first + COALESCE;
+                if let Some(last) = last_reconcile
+                    && only_docker_events(&triggers)
+                {
+                    deadline = deadline.max(last + DOCKER_BURST_GAP);
+                }
+                match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                    Ok(Some(message)) => {
+                        if !self.handle(message, &mut triggers).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
                 }
             }
             if triggers.is_empty() {
@@ -100,7 +120,7 @@ impl Daemon {
             let firewalld_restarted = triggers
                 .iter()
                 .any(|t| t == "firewalld reloaded" || t == "firewalld started");
-            triggers.clear();
+            let trigger_set = std::mem::take(&mut triggers);
             let bind_now = match (&self.config.zone.bind, firewalld_restarted) {
                 (Some(_), true) => {
                     bind_at = Some(Instant::now() + DOCKER_REBUILD_PAUSE);
@@ -110,18 +130,21 @@ impl Daemon {
             };
 
             let view = match self.enforcer.docker_view().await {
-                Ok(view) => {
-                    docker_view = Some(view.clone());
-                    view
-                }
+                Ok(view) => view,
                 Err(error) => {
                     // Apply without Docker's view (Docker's own bridge names are still
                     // judged), so that Docker, when it starts, meets the policy.
                     tracing::warn!(%error, "Docker is not reachable; applying the policy without its view");
-                    docker_view.take();
                     DockerView::default()
                 }
             };
+            if only_docker_events(&trigger_set) && retry_at.is_none() && bind_at.is_none() {
+                let wanted = (plan_for(&self.config, &view), view.bridges.clone());
+                if applied.as_ref() == Some(&wanted) {
+                    tracing::debug!(trigger, "Docker changed nothing dockgate enforces");
+                    continue;
+                }
+            }
             match self
                 .enforcer
                 .reconcile_with(&self.config, &view, bind_now)
@@ -130,6 +153,8 @@ impl Daemon {
                 Ok(done) => {
                     retry_delay = FIRST_RETRY;
                     retry_at = None;
+                    last_reconcile = Some(Instant::now());
+                    applied = Some((done.plan.clone(), view.bridges.clone()));
                     tracing::info!(
                         trigger,
                         rules = done.plan.rules.len(),
@@ -143,6 +168,7 @@ impl Daemon {
                     );
                 }
                 Err(error) => {
+                    applied = None;
                     tracing::warn!(trigger, %error, retry_in_ms = retry_delay.as_millis() as u64, "reconcile failed");
                     retry_at = Some(Instant::now() + retry_delay);
                     retry_delay = (retry_delay * 2).min(MAX_RETRY);
@@ -191,6 +217,14 @@ impl Daemon {
         }
         true
     }
+}
+
+/// True when every trigger is a container or network event from Docker's stream.
+fn only_docker_events(triggers: &BTreeSet<String>) -> bool {
+    !triggers.is_empty()
+        && triggers
+            .iter()
+            .all(|t| t.starts_with("container ") || t.starts_with("network "))
 }
 
 async fn watch_firewalld(firewalld: crate::firewalld::Firewalld, sender: mpsc::Sender<Message>) {

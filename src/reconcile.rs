@@ -42,6 +42,13 @@ impl Reconciled {
     }
 }
 
+/// The rules the config asks for, given Docker's view.
+pub fn plan_for(config: &Config, docker: &DockerView) -> Plan {
+    let ids = plan::config_exposure_ids(config);
+    let exposures = plan::identify(&ids, config);
+    plan::plan(config, &exposures, docker)
+}
+
 pub struct Enforcer {
     pub firewalld: Firewalld,
     pub docker: Docker,
@@ -98,9 +105,7 @@ impl Enforcer {
         bind_now: bool,
     ) -> Result<Reconciled, ReconcileError> {
         self.require_firewalld().await?;
-        let ids = plan::config_exposure_ids(config);
-        let exposures = plan::identify(&ids, config);
-        let plan = plan::plan(config, &exposures, docker);
+        let plan = plan_for(config, docker);
         let before_apply = started.elapsed();
         let rules = apply::apply(&self.firewalld, &plan).await?;
         let in_kernel_after = before_apply + rules.in_kernel_after;

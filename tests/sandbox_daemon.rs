@@ -217,3 +217,135 @@ fn started_before_firewalld_and_docker_it_applies_the_policy_once_they_run() {
     );
     allowed_and_denied("after firewalld and Docker started");
 }
+
+/// Rules with dockgate's marker in the kernel (mangle and filter, one family).
+fn kernel_rules(tool: &str) -> Vec<String> {
+    let mut rules: Vec<String> = sh(&format!("{tool}-save -t mangle; {tool}-save -t filter"))
+        .lines()
+        .filter(|line| line.contains("dockgate"))
+        .map(str::to_owned)
+        .collect();
+    rules.sort();
+    rules
+}
+
+#[test]
+fn killed_in_the_middle_of_a_large_apply_the_next_start_converges_exactly() {
+    in_sandbox();
+    let mut config = String::from("trusted = [\"10.99.1.50\"]\n");
+    for i in 0..1000 {
+        config += &format!(
+            "[[expose]]\nport = \"{}/tcp\"\nfrom = [\"10.200.{}.{}\"]\n",
+            20000 + i,
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    let first = Service::start("kill9", &config);
+    // The apply of 1000 exposures takes seconds; kill once a few hundred rules are in.
+    assert!(
+        eventually(Duration::from_secs(60), || kernel_rules("iptables").len()
+            > 200),
+        "{}",
+        first.log()
+    );
+    sh(&format!("kill -KILL {}", first.child.id()));
+    let partial = kernel_rules("iptables").len();
+    eprintln!(
+        "{}: killed with {partial} IPv4 rules in the kernel",
+        stack()
+    );
+
+    let second = Service::start("kill9-again", &config);
+    assert!(
+        eventually(Duration::from_secs(120), || second.reconciles() > 0),
+        "{}",
+        second.log()
+    );
+    // Exactly the plan: a one-shot apply finds nothing to do, the kernel holds no duplicate,
+    // and the permanent layer equals the runtime one.
+    assert_eq!(second.dockgate.reapply_writes(), 0);
+    let rules = kernel_rules("iptables");
+    let unique: std::collections::BTreeSet<&String> = rules.iter().collect();
+    assert_eq!(rules.len(), unique.len(), "duplicate rules in the kernel");
+    assert!(
+        rules
+            .iter()
+            .filter(|rule| rule.contains("dockgate:expose:"))
+            .count()
+            == 1000,
+        "{} exposure rules",
+        rules.len()
+    );
+    let runtime: std::collections::BTreeSet<String> = sh("firewall-cmd --direct --get-all-rules")
+        .lines()
+        .filter(|line| line.contains("dockgate"))
+        .map(str::to_owned)
+        .collect();
+    let permanent: std::collections::BTreeSet<String> =
+        sh("firewall-cmd --permanent --direct --get-all-rules")
+            .lines()
+            .filter(|line| line.contains("dockgate"))
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(runtime, permanent);
+    drop(first);
+}
+
+#[test]
+fn a_hundred_containers_at_once_make_a_bounded_number_of_reconciles() {
+    in_sandbox();
+    // Every container is named by an exposure, so every start changes the plan: the bound
+    // comes from coalescing, not from events that change nothing.
+    let mut config = String::from("trusted = [\"10.99.1.50\"]\n");
+    for i in 1..=100 {
+        config += &format!(
+            "[[expose]]\nport = \"{}/tcp\"\nfrom = [\"any\"]\ncontainer = \"burst-{i}\"\n",
+            30000 + i
+        );
+    }
+    let service = Service::start("burst", &config);
+    service.wait_for_reconcile_after(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = service.reconciles();
+    let started = Instant::now();
+    sh("for i in $(seq 1 100); do \
+          docker run -d --name burst-$i -p $((30000+i)):80 bb /bin/httpd -f -p 80 -h /www >/dev/null & \
+        done; \
+        docker run -d --name burst-unexposed -p 31000:80 bb /bin/httpd -f -p 80 -h /www >/dev/null; \
+        wait");
+    let burst = started.elapsed();
+    assert!(
+        eventually(Duration::from_secs(30), || probe(HOST_V4, 30100) == "open"
+            && probe(HOST_V4, 30001) == "open"),
+        "{}",
+        service.log()
+    );
+    // Let the last events settle before counting.
+    std::thread::sleep(Duration::from_secs(3));
+    let reconciles = service.reconciles() - before;
+    eprintln!(
+        "{}: 101 container starts over {:.1} s made {reconciles} reconciles",
+        stack(),
+        burst.as_secs_f64()
+    );
+    // At most one per second of burst (DOCKER_BURST_GAP) plus the tail, far below one per event.
+    assert!(
+        reconciles as f64 <= burst.as_secs_f64() + 5.0 && reconciles < 50,
+        "{reconciles} reconciles for a burst of {burst:?}"
+    );
+    for port in [30001, 30050, 30100] {
+        assert_eq!(probe(HOST_V4, port), "open", "exposed container on {port}");
+    }
+    assert_eq!(
+        probe(HOST_V4, 31000),
+        "dropped",
+        "an unexposed container stays denied"
+    );
+    assert_eq!(
+        service.dockgate.reapply_writes(),
+        0,
+        "the end state is the plan"
+    );
+    let _ = try_sh("docker rm -f $(docker ps -aq --filter name=burst-)");
+}
