@@ -104,6 +104,13 @@ impl From<zbus::Error> for FirewalldError {
             {
                 Self::NotRunning
             }
+            // firewalld stopped between our look at the bus and the call.
+            zbus::Error::FDO(fdo)
+                if matches!(&**fdo, zbus::fdo::Error::NoReply(message)
+                    if message.contains("disconnected")) =>
+            {
+                Self::NotRunning
+            }
             _ => Self::Bus(error),
         }
     }
@@ -308,6 +315,16 @@ impl Firewalld {
             default_zone: self.main.get_default_zone().await?,
             strict_forward_ports,
         })
+    }
+
+    /// firewalld.conf's CleanupOnExit, as written there ("yes", "no", "true", "false").
+    pub async fn cleanup_on_exit(&self) -> Result<String> {
+        Ok(self.config.cleanup_on_exit().await?)
+    }
+
+    /// Writes CleanupOnExit to firewalld.conf; firewalld uses it from its next reload or start.
+    pub async fn set_cleanup_on_exit(&self, value: &str) -> Result<()> {
+        Ok(self.config.set_cleanup_on_exit(value).await?)
     }
 
     pub async fn reload(&self) -> Result<()> {
@@ -787,6 +804,16 @@ mod tests {
             "The name is not activatable",
         ));
         assert!(matches!(error, FirewalldError::NotRunning), "{error:?}");
+        let error = FirewalldError::from(method_error(
+            "org.freedesktop.DBus.Error.NoReply",
+            "Message recipient disconnected from message bus without replying",
+        ));
+        assert!(matches!(error, FirewalldError::NotRunning), "{error:?}");
+        let error = FirewalldError::from(method_error(
+            "org.freedesktop.DBus.Error.NoReply",
+            "Did not receive a reply.",
+        ));
+        assert!(matches!(error, FirewalldError::Bus(_)), "{error:?}");
     }
 
     #[test]
