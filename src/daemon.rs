@@ -38,6 +38,9 @@ pub enum Message {
     Changed(String),
     /// Docker's event stream ended: dockerd is stopping or restarting.
     DockerGone,
+    /// Docker's event stream is (re)connected: dockerd is up and has put its bridges into zone
+    /// docker.
+    DockerBack,
     /// SIGHUP: read the config again.
     ReloadConfig,
     /// SIGTERM or SIGINT: exit, leaving the rules in place.
@@ -89,7 +92,7 @@ impl Daemon {
                     None => inbox.recv().await,
                 };
                 let Some(message) = message else { return };
-                if !self.handle(message, &mut triggers).await {
+                if !self.handle(message, &mut triggers, bind_at).await {
                     return;
                 }
             }
@@ -105,7 +108,7 @@ impl Daemon {
                 }
                 match tokio::time::timeout_at(deadline, inbox.recv()).await {
                     Ok(Some(message)) => {
-                        if !self.handle(message, &mut triggers).await {
+                        if !self.handle(message, &mut triggers, bind_at).await {
                             return;
                         }
                     }
@@ -162,7 +165,7 @@ impl Daemon {
                         removed = done.rules.rules_removed,
                         writes = done.writes(),
                         bridges_bound = done.bridges_bound,
-                        reloaded = done.rules.reloaded || done.zone.reloaded,
+                        reloaded = done.reloaded,
                         duration_ms = done.duration.as_millis() as u64,
                         "reconciled"
                     );
@@ -178,8 +181,24 @@ impl Daemon {
     }
 
     /// Handles one message; false when the daemon is to exit.
-    async fn handle(&mut self, message: Message, triggers: &mut BTreeSet<String>) -> bool {
+    async fn handle(
+        &mut self,
+        message: Message,
+        triggers: &mut BTreeSet<String>,
+        bind_at: Option<Instant>,
+    ) -> bool {
         match message {
+            Message::DockerBack => {
+                triggers.insert("docker connected".to_owned());
+                // Docker is up with its bridges in zone docker: bind them at once rather than
+                // after the coalescing window, unless firewalld is still being rebuilt by
+                // Docker (then the pause after the reload applies).
+                if let Some(bind) = &self.config.zone.bind
+                    && bind_at.is_none()
+                {
+                    self.bind_bridges_now(bind).await;
+                }
+            }
             Message::Changed(what) => {
                 triggers.insert(what);
             }
@@ -225,6 +244,35 @@ fn only_docker_events(triggers: &BTreeSet<String>) -> bool {
         && triggers
             .iter()
             .all(|t| t.starts_with("container ") || t.starts_with("network "))
+}
+
+impl Daemon {
+    async fn bind_bridges_now(&self, zone: &str) {
+        let started = Instant::now();
+        let bridges = match self.enforcer.docker_view().await {
+            Ok(view) => view.bridges,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read Docker's bridges");
+                return;
+            }
+        };
+        match zones::bind_bridges(
+            &self.enforcer.firewalld,
+            &self.enforcer.state,
+            zone,
+            &bridges,
+        )
+        .await
+        {
+            Ok(bound) => tracing::info!(
+                zone,
+                bound,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "Docker is up; bridges bound"
+            ),
+            Err(error) => tracing::warn!(%error, zone, "cannot bind Docker's bridges"),
+        }
+    }
 }
 
 async fn watch_firewalld(firewalld: crate::firewalld::Firewalld, sender: mpsc::Sender<Message>) {
@@ -291,7 +339,7 @@ async fn watch_docker(mut events: mpsc::Receiver<DockerEvent>, sender: mpsc::Sen
             }
             DockerEvent::Container { .. } | DockerEvent::Network { .. } => continue,
             DockerEvent::Disconnected => Message::DockerGone,
-            DockerEvent::Resynced => Message::Changed("docker connected".to_owned()),
+            DockerEvent::Resynced => Message::DockerBack,
         };
         if sender.send(message).await.is_err() {
             return;

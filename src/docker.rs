@@ -217,8 +217,10 @@ impl Docker {
     }
 
     async fn pump_events(self, sender: mpsc::Sender<DockerEvent>) {
+        // Asking a socket nobody serves costs microseconds; asking often means dockgate learns
+        // that Docker is back (and binds its bridges again) within a tenth of a second.
         const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-        const MAX_BACKOFF: Duration = Duration::from_secs(2);
+        const MAX_BACKOFF: Duration = Duration::from_millis(100);
         let filters = HashMap::from([("type", vec!["container", "network"])]);
         let mut backoff = FIRST_BACKOFF;
         loop {

@@ -97,7 +97,7 @@ async fn once(cli: &Cli) -> ExitCode {
                 added = done.rules.rules_added,
                 removed = done.rules.rules_removed,
                 writes = done.writes(),
-                reloaded = done.rules.reloaded || done.zone.reloaded,
+                reloaded = done.reloaded,
                 duration_ms = done.duration.as_millis() as u64,
                 "policy applied"
             );
@@ -108,7 +108,7 @@ async fn once(cli: &Cli) -> ExitCode {
                 done.rules.rules_removed,
                 done.writes(),
                 done.duration.as_millis(),
-                if done.rules.reloaded || done.zone.reloaded {
+                if done.reloaded {
                     ", firewalld reloaded"
                 } else {
                     ""

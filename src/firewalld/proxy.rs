@@ -187,6 +187,14 @@ pub trait Config {
     #[zbus(property, name = "FirewallBackend")]
     fn firewall_backend(&self) -> zbus::Result<String>;
 
+    /// firewalld.conf's CleanupOnExit ("yes"/"no"); firewalld acts on a new value after its
+    /// next reload or start.
+    #[zbus(property, name = "CleanupOnExit")]
+    fn cleanup_on_exit(&self) -> zbus::Result<String>;
+
+    #[zbus(property, name = "CleanupOnExit")]
+    fn set_cleanup_on_exit(&self, value: &str) -> zbus::Result<()>;
+
     /// Only on firewalld >= 2.3; reading it on older versions fails.
     #[zbus(property, name = "StrictForwardPorts")]
     fn strict_forward_ports(&self) -> zbus::Result<String>;

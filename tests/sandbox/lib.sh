@@ -81,6 +81,10 @@ wait_for() {
     local i
     for i in $(seq 1 "$tries"); do
         "$@" >/dev/null 2>&1 && return 0
+        # A daemon that already exited will not come up: say so at once.
+        if [ -e "$SANDBOX_RUN/pids/$what" ] && ! daemon_alive "$what"; then
+            die "$what exited before it came up; last lines of its log:$(echo; tail -n 20 "$SANDBOX_RUN/logs/$what" 2>/dev/null)"
+        fi
         sleep 0.1
     done
     die "$what did not come up; last lines of its log:$(echo; tail -n 20 "$SANDBOX_RUN/logs/$what" 2>/dev/null)"
