@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
 }
 
 async fn docker_prestart(state_dir: &Path) -> ExitCode {
-    let firewalld = match zbus::Connection::system().await {
+    let firewalld = match dockgate::firewalld::system_bus().await {
         Ok(connection) => Firewalld::new(&connection).await,
         Err(error) => {
             eprintln!("dockgatectl: cannot connect to the system bus: {error}");

@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
 }
 
 async fn enforcer(cli: &Cli) -> Result<Enforcer, String> {
-    let connection = zbus::Connection::system()
+    let connection = dockgate::firewalld::system_bus()
         .await
         .map_err(|error| format!("cannot connect to the system bus: {error}"))?;
     let firewalld = Firewalld::new(&connection)
@@ -160,7 +160,7 @@ async fn remove(cli: &Cli) -> ExitCode {
 }
 
 async fn inspect(docker_socket: &str, json: bool) -> ExitCode {
-    let connection = match zbus::Connection::system().await {
+    let connection = match dockgate::firewalld::system_bus().await {
         Ok(connection) => connection,
         Err(error) => return fail(format!("cannot connect to the system bus: {error}")),
     };
