@@ -132,6 +132,7 @@ impl Daemon {
                 _ => bind_at.is_none(),
             };
 
+            tracing::debug!(trigger, "reconciling");
             let view = match self.enforcer.docker_view().await {
                 Ok(view) => view,
                 Err(error) => {
@@ -141,6 +142,11 @@ impl Daemon {
                     DockerView::default()
                 }
             };
+            tracing::debug!(
+                ports = view.ports.len(),
+                bridges = view.bridges.len(),
+                "Docker read"
+            );
             if only_docker_events(&trigger_set) && retry_at.is_none() && bind_at.is_none() {
                 let wanted = (plan_for(&self.config, &view), view.bridges.clone());
                 if applied.as_ref() == Some(&wanted) {

@@ -117,10 +117,13 @@ impl Enforcer {
         self.require_firewalld().await?;
         let plan = plan_for(config, docker);
         let cleanup_on_exit_changed = self.keep_rules_on_exit(!plan.rules.is_empty()).await?;
+        tracing::debug!(cleanup_on_exit_changed, "CleanupOnExit checked");
         let before_apply = started.elapsed();
         let rules = apply::apply(&self.firewalld, &plan).await?;
+        tracing::debug!(writes = rules.writes, "rules applied");
         let in_kernel_after = before_apply + rules.in_kernel_after;
         let zone = zones::apply_access(&self.firewalld, &self.state, &config.zone).await?;
+        tracing::debug!(writes = zone.writes, "zone docker's access applied");
         let mut reloaded = rules.reloaded || zone.reloaded;
         if cleanup_on_exit_changed && !plan.rules.is_empty() && !reloaded {
             // firewalld reads CleanupOnExit at start and reload only.
