@@ -23,7 +23,7 @@ pub const DEFAULT_PATH: &str = "/etc/dockgate/dockgate.toml";
 
 /// More sources than this in one list is almost certainly a generated file gone wrong, and each
 /// source becomes firewall rules.
-const MAX_SOURCES: usize = 1000;
+pub(crate) const MAX_SOURCES: usize = 1000;
 /// iptables keeps at most 255 bytes of a rule comment.
 const MAX_COMMENT_BYTES: usize = 200;
 /// The kernel's IFNAMSIZ minus the terminating NUL.
@@ -475,7 +475,9 @@ fn trusted_sources<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Sou
     Ok(sources)
 }
 
-fn exposure_sources<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Source>, D::Error> {
+pub(crate) fn exposure_sources<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Source>, D::Error> {
     let sources = Vec::<Source>::deserialize(deserializer)?;
     if sources.is_empty() {
         return Err(de::Error::custom(
@@ -556,11 +558,15 @@ fn zone_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String
     Checked(check_zone).deserialize(deserializer).map(Some)
 }
 
-fn container_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn container_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     Checked(check_container).deserialize(deserializer).map(Some)
 }
 
-fn comment<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn comment<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     Checked(check_comment).deserialize(deserializer).map(Some)
 }
 
@@ -622,7 +628,7 @@ fn is_firewalld_name(name: &str) -> bool {
 }
 
 /// Docker's rule for container names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn check_container(name: &str) -> Result<(), String> {
+pub(crate) fn check_container(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.len() >= 2
@@ -640,7 +646,7 @@ fn check_container(name: &str) -> Result<(), String> {
 
 /// Comments end up in iptables rule comments, which are quoted on the command line and in
 /// `iptables-save` output and keep at most 255 bytes.
-fn check_comment(text: &str) -> Result<(), String> {
+pub(crate) fn check_comment(text: &str) -> Result<(), String> {
     if text.len() > MAX_COMMENT_BYTES {
         return Err(format!(
             "comment is {} bytes long; at most {MAX_COMMENT_BYTES} are allowed",

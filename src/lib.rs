@@ -4,6 +4,7 @@ pub mod apply;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod exposures;
 pub mod firewalld;
 pub mod inspect;
 pub mod logging;

@@ -1,0 +1,283 @@
+//! Runtime exposures: the ones callers add over D-Bus, next to the config's. Each is checked
+//! field by field before anything else sees it (nothing a caller sends reaches firewalld
+//! unparsed), persisted in the state dir with an atomic write, owned by the uid that added it,
+//! and optionally limited in time; an expiry that passed while dockgated was down is applied
+//! when it starts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, Exposure, PortRange, Source};
+use crate::state::{StateDir, StateError};
+
+/// The state file that holds the runtime exposures.
+pub const FILE: &str = "exposures.json";
+/// The longest time an exposure may be given (SPEC §4: TTL beyond 30 days is refused).
+pub const MAX_TTL_SECONDS: u64 = 30 * 24 * 60 * 60;
+/// Longer strings are refused before they are parsed: no address, port or name comes close.
+const MAX_FIELD_BYTES: usize = 256;
+/// Prefix of runtime exposure ids ("runtime-1"); config exposures are "config-N".
+const ID_PREFIX: &str = "runtime-";
+
+/// A caller's argument that cannot be used; `field` names it as the D-Bus API does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidArgument {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidArgument {
+    InvalidArgument {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no runtime exposure with id \"{0}\"")]
+    NotFound(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What a caller asks for, before it is checked.
+#[derive(Debug, Clone, Default)]
+pub struct Request<'a> {
+    pub port: &'a str,
+    pub sources: &'a [String],
+    pub ttl_seconds: u64,
+    pub container: Option<&'a str>,
+    pub comment: Option<&'a str>,
+}
+
+impl Request<'_> {
+    /// Checks every field; the first bad one is named in the error.
+    pub fn check(&self) -> Result<Exposure, InvalidArgument> {
+        check_length("port", self.port)?;
+        let port: PortRange = self.port.parse().map_err(|error| invalid("port", error))?;
+        if self.sources.is_empty() {
+            return Err(invalid(
+                "sources",
+                "must list at least one source, like \"any\" or \"192.168.1.0/24\"",
+            ));
+        }
+        if self.sources.len() > config::MAX_SOURCES {
+            return Err(invalid(
+                "sources",
+                format!(
+                    "lists {} sources; at most {} are allowed (use CIDRs or ranges)",
+                    self.sources.len(),
+                    config::MAX_SOURCES
+                ),
+            ));
+        }
+        let mut from = Vec::with_capacity(self.sources.len());
+        for (index, text) in self.sources.iter().enumerate() {
+            let field = format!("sources[{index}]");
+            check_length(&field, text)?;
+            from.push(
+                text.parse::<Source>()
+                    .map_err(|error| invalid(field, error))?,
+            );
+        }
+        if self.ttl_seconds > MAX_TTL_SECONDS {
+            return Err(invalid(
+                "ttl_seconds",
+                format!(
+                    "{} s is longer than 30 days ({MAX_TTL_SECONDS} s); 0 means until removed",
+                    self.ttl_seconds
+                ),
+            ));
+        }
+        let container = match self.container {
+            Some(name) => {
+                check_length("container", name)?;
+                config::check_container(name).map_err(|error| invalid("container", error))?;
+                Some(name.to_owned())
+            }
+            None => None,
+        };
+        let comment = match self.comment {
+            Some(text) => {
+                check_length("comment", text)?;
+                config::check_comment(text).map_err(|error| invalid("comment", error))?;
+                Some(text.to_owned())
+            }
+            None => None,
+        };
+        Ok(Exposure {
+            port,
+            from,
+            container,
+            comment,
+        })
+    }
+}
+
+fn check_length(field: &str, text: &str) -> Result<(), InvalidArgument> {
+    if text.len() > MAX_FIELD_BYTES {
+        return Err(invalid(
+            field,
+            format!(
+                "is {} bytes long; at most {MAX_FIELD_BYTES} are allowed",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One runtime exposure as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeExposure {
+    pub id: String,
+    pub port: PortRange,
+    // The state file is checked like the config: a hand-edited file cannot smuggle in what
+    // a caller could not.
+    #[serde(deserialize_with = "config::exposure_sources")]
+    pub from: Vec<Source>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "config::container_name"
+    )]
+    pub container: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "config::comment"
+    )]
+    pub comment: Option<String>,
+    pub owner_uid: u32,
+    /// Unix seconds; 0 = until removed.
+    pub expires_at: u64,
+}
+
+impl RuntimeExposure {
+    pub fn exposure(&self) -> Exposure {
+        Exposure {
+            port: self.port,
+            from: self.from.clone(),
+            container: self.container.clone(),
+            comment: self.comment.clone(),
+        }
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    /// The number of the last id handed out; ids are never reused.
+    last_id: u64,
+    exposures: Vec<RuntimeExposure>,
+}
+
+/// The runtime exposures, always equal to what the state file holds.
+#[derive(Debug)]
+pub struct Store {
+    state: StateDir,
+    stored: Stored,
+}
+
+impl Store {
+    /// Reads the state file (none yet: no exposures). A file that does not parse, or holds an
+    /// exposure that would not pass [`Request::check`] today, is an error rather than ignored.
+    pub fn load(state: StateDir) -> Result<Self, StoreError> {
+        let stored: Stored = state.load(FILE)?.unwrap_or_default();
+        Ok(Store { state, stored })
+    }
+
+    pub fn all(&self) -> &[RuntimeExposure] {
+        &self.stored.exposures
+    }
+
+    /// Adds a checked exposure; the id is returned once the state file holds it.
+    pub fn add(
+        &mut self,
+        exposure: Exposure,
+        ttl_seconds: u64,
+        owner_uid: u32,
+        now: u64,
+    ) -> Result<String, StoreError> {
+        let mut next = self.stored.clone();
+        next.last_id += 1;
+        let id = format!("{ID_PREFIX}{}", next.last_id);
+        next.exposures.push(RuntimeExposure {
+            id: id.clone(),
+            port: exposure.port,
+            from: exposure.from,
+            container: exposure.container,
+            comment: exposure.comment,
+            owner_uid,
+            expires_at: if ttl_seconds == 0 {
+                0
+            } else {
+                now + ttl_seconds
+            },
+        });
+        self.commit(next)?;
+        Ok(id)
+    }
+
+    pub fn remove(&mut self, id: &str) -> Result<RuntimeExposure, StoreError> {
+        let mut next = self.stored.clone();
+        let index = next
+            .exposures
+            .iter()
+            .position(|exposure| exposure.id == id)
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let removed = next.exposures.remove(index);
+        self.commit(next)?;
+        Ok(removed)
+    }
+
+    /// Takes out every exposure whose time is up at `now`; returns them.
+    pub fn expire(&mut self, now: u64) -> Result<Vec<RuntimeExposure>, StoreError> {
+        let (expired, kept): (Vec<_>, Vec<_>) = self
+            .stored
+            .exposures
+            .iter()
+            .cloned()
+            .partition(|exposure| exposure.expired(now));
+        if !expired.is_empty() {
+            self.commit(Stored {
+                last_id: self.stored.last_id,
+                exposures: kept,
+            })?;
+        }
+        Ok(expired)
+    }
+
+    /// When the next exposure expires (Unix seconds), if any does.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.stored
+            .exposures
+            .iter()
+            .filter(|exposure| exposure.expires_at != 0)
+            .map(|exposure| exposure.expires_at)
+            .min()
+    }
+
+    /// Writes first, then takes the new state: memory never runs ahead of the disk.
+    fn commit(&mut self, next: Stored) -> Result<(), StoreError> {
+        self.state.store(FILE, &next)?;
+        self.stored = next;
+        Ok(())
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests;
