@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::docker::DockerEvent;
+use crate::exposures::{self, Store};
 use crate::firewalld::{Presence, ZoneEvent};
 use crate::plan::{DockerView, Plan};
 use crate::reconcile::{Enforcer, plan_for};
@@ -51,6 +52,8 @@ pub struct Daemon {
     pub enforcer: Enforcer,
     pub config_path: PathBuf,
     pub config: Config,
+    /// Runtime exposures; expired ones are taken out before every reconcile.
+    pub exposures: Store,
 }
 
 impl Daemon {
@@ -73,7 +76,10 @@ impl Daemon {
         let mut last_reconcile: Option<Instant> = None;
         loop {
             if triggers.is_empty() {
-                let wake = [retry_at, bind_at].into_iter().flatten().min();
+                let expiry_at = self.exposures.next_expiry().map(|at| {
+                    Instant::now() + Duration::from_secs(at.saturating_sub(exposures::unix_now()))
+                });
+                let wake = [retry_at, bind_at, expiry_at].into_iter().flatten().min();
                 let message = match wake {
                     Some(at) => match tokio::time::timeout_at(at, inbox.recv()).await {
                         Ok(message) => message,
@@ -85,6 +91,9 @@ impl Daemon {
                             if bind_at.is_some_and(|at| at <= Instant::now()) {
                                 triggers.insert("bind after Docker's rebuild".to_owned());
                                 bind_at = None;
+                            }
+                            if expiry_at.is_some_and(|at| at <= Instant::now()) {
+                                triggers.insert("exposure expired".to_owned());
                             }
                             continue;
                         }
@@ -133,6 +142,14 @@ impl Daemon {
             };
 
             tracing::debug!(trigger, "reconciling");
+            match self.exposures.expire(exposures::unix_now()) {
+                Ok(expired) => {
+                    for exposure in expired {
+                        tracing::info!(id = exposure.id, port = %exposure.port, owner_uid = exposure.owner_uid, "exposure expired");
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot take out expired exposures"),
+            }
             let view = match self.enforcer.docker_view().await {
                 Ok(view) => view,
                 Err(error) => {
@@ -148,7 +165,10 @@ impl Daemon {
                 "Docker read"
             );
             if only_docker_events(&trigger_set) && retry_at.is_none() && bind_at.is_none() {
-                let wanted = (plan_for(&self.config, &view), view.bridges.clone());
+                let wanted = (
+                    plan_for(&self.config, self.exposures.all(), &view),
+                    view.bridges.clone(),
+                );
                 if applied.as_ref() == Some(&wanted) {
                     tracing::debug!(trigger, "Docker changed nothing dockgate enforces");
                     continue;
@@ -156,7 +176,7 @@ impl Daemon {
             }
             match self
                 .enforcer
-                .reconcile_with(&self.config, &view, bind_now)
+                .reconcile_with(&self.config, self.exposures.all(), &view, bind_now)
                 .await
             {
                 Ok(done) => {

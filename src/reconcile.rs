@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use crate::apply::{self, Outcome};
 use crate::config::Config;
+use crate::config::Exposure;
 use crate::docker::{Docker, DockerError};
+use crate::exposures::{self, RuntimeExposure, Store, StoreError};
 use crate::firewalld::{Firewalld, FirewalldError};
-use crate::plan::{self, DockerView, Plan};
+use crate::plan::{self, DockerView, Identified, Plan};
 use crate::state::StateDir;
 use crate::zones::{self, ZoneError, ZoneOutcome};
 
@@ -21,6 +23,8 @@ pub enum ReconcileError {
     Firewalld(#[from] FirewalldError),
     #[error(transparent)]
     Zone(#[from] ZoneError),
+    #[error("runtime exposures: {0}")]
+    Exposures(#[from] StoreError),
 }
 
 /// firewalld.conf's CleanupOnExit as dockgate found it, kept until dockgate gives it back.
@@ -52,10 +56,19 @@ impl Reconciled {
     }
 }
 
-/// The rules the config asks for, given Docker's view.
-pub fn plan_for(config: &Config, docker: &DockerView) -> Plan {
+/// The rules the config and the runtime exposures ask for, given Docker's view.
+pub fn plan_for(config: &Config, runtime: &[RuntimeExposure], docker: &DockerView) -> Plan {
     let ids = plan::config_exposure_ids(config);
-    let exposures = plan::identify(&ids, config);
+    let mut exposures = plan::identify(&ids, config);
+    let runtime: Vec<(String, Exposure)> = runtime
+        .iter()
+        .map(|entry| (entry.id.clone(), entry.exposure()))
+        .collect();
+    exposures.extend(
+        runtime
+            .iter()
+            .map(|(id, exposure)| Identified { id, exposure }),
+    );
     plan::plan(config, &exposures, docker)
 }
 
@@ -86,12 +99,16 @@ impl Enforcer {
         }
     }
 
-    /// Reads Docker's view and applies the config; fails when firewalld or Docker is down.
+    /// Reads Docker's view and the runtime exposures (taking out expired ones) and applies
+    /// them with the config; fails when firewalld or Docker is down.
     pub async fn reconcile(&self, config: &Config) -> Result<Reconciled, ReconcileError> {
         let started = Instant::now();
         self.require_firewalld().await?;
         let docker = self.docker_view().await?;
-        self.reconcile_since(started, config, &docker, true).await
+        let mut store = Store::load(self.state.clone())?;
+        store.expire(exposures::unix_now())?;
+        self.reconcile_since(started, config, store.all(), &docker, true)
+            .await
     }
 
     /// Applies the config to a given view of Docker (the daemon passes an empty one while
@@ -100,10 +117,11 @@ impl Enforcer {
     pub async fn reconcile_with(
         &self,
         config: &Config,
+        runtime: &[RuntimeExposure],
         docker: &DockerView,
         bind_now: bool,
     ) -> Result<Reconciled, ReconcileError> {
-        self.reconcile_since(Instant::now(), config, docker, bind_now)
+        self.reconcile_since(Instant::now(), config, runtime, docker, bind_now)
             .await
     }
 
@@ -111,11 +129,12 @@ impl Enforcer {
         &self,
         started: Instant,
         config: &Config,
+        runtime: &[RuntimeExposure],
         docker: &DockerView,
         bind_now: bool,
     ) -> Result<Reconciled, ReconcileError> {
         self.require_firewalld().await?;
-        let plan = plan_for(config, docker);
+        let plan = plan_for(config, runtime, docker);
         let cleanup_on_exit_changed = self.keep_rules_on_exit(!plan.rules.is_empty()).await?;
         tracing::debug!(cleanup_on_exit_changed, "CleanupOnExit checked");
         let before_apply = started.elapsed();

@@ -17,8 +17,17 @@ struct Service {
 
 impl Service {
     fn start(name: &str, config: &str) -> Self {
+        Self::start_with_state(name, config, &[])
+    }
+
+    /// Starts with state files already in the state dir (name, content).
+    fn start_with_state(name: &str, config: &str, files: &[(&str, String)]) -> Self {
         let dockgate = Dockgate::new(name);
         std::fs::write(dockgate.dir.join("dockgate.toml"), config).unwrap();
+        std::fs::create_dir_all(dockgate.state_dir()).unwrap();
+        for (file, content) in files {
+            std::fs::write(dockgate.state_dir().join(file), content).unwrap();
+        }
         let child = Self::spawn(&dockgate);
         Service { dockgate, child }
     }
@@ -732,4 +741,81 @@ fn back_to_back_dockerd_restarts_without_the_drop_in_are_counted() {
         "{}: dockerd killed and started at once, without the prestart drop-in: {clean} of 20 started cleanly",
         stack()
     );
+}
+
+/// Issue 5's runtime exposures as the daemon keeps them (the D-Bus API will add them; here the
+/// state file is written as the API would): they are in force after a start, one whose expiry
+/// passed while dockgated was down is taken out at start, and a short one closes on time.
+#[test]
+fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    add_client_address(1, "10.99.1.60");
+    let _web = Container::httpd("rt-web", "-p 8080:80");
+    let now = unix_now() as u64;
+    let ttl = 12;
+    let exposures = format!(
+        r#"{{"last_id":2,"exposures":[
+            {{"id":"runtime-1","port":"8080/tcp","from":["10.99.1.60"],"owner_uid":1000,"expires_at":{}}},
+            {{"id":"runtime-2","port":"8080/tcp","from":["10.99.1.2"],"owner_uid":0,"expires_at":{}}}]}}"#,
+        now + ttl,
+        now - 10
+    );
+    let mut service = Service::start_with_state(
+        "runtime",
+        "trusted = [\"10.99.1.50\"]\n",
+        &[("exposures.json", exposures)],
+    );
+    service.wait_for_reconcile_after(0);
+    allowed_and_denied("start");
+    assert_eq!(
+        probe_until_from("10.99.1.60", 8080, "open", Duration::from_secs(5)),
+        "open",
+        "the runtime exposure from the state file is in force:\n{}",
+        service.log()
+    );
+    let file = service.dockgate.state_dir().join("exposures.json");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !stored.contains("runtime-2") && stored.contains("runtime-1"),
+        "the exposure that expired while dockgated was down is gone: {stored}"
+    );
+    assert!(
+        service.log().contains("exposure expired"),
+        "{}",
+        service.log()
+    );
+
+    // The short one closes on time, without any other event.
+    let opened_until = now + ttl;
+    assert!(
+        eventually(Duration::from_secs(ttl + 10), || probe_from_quick(
+            "10.99.1.60"
+        ) == "dropped"),
+        "the exposure did not close:\n{}",
+        service.log()
+    );
+    let closed = unix_now() as u64;
+    eprintln!(
+        "{}: a {ttl} s exposure was closed {} s after its expiry",
+        stack(),
+        closed.saturating_sub(opened_until)
+    );
+    assert!(closed + 1 >= opened_until, "closed before its time");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(!stored.contains("runtime-1"), "{stored}");
+
+    // A restart brings nothing back.
+    let before = service.reconciles();
+    service.restart();
+    service.wait_for_reconcile_after(before);
+    assert_eq!(probe_from_quick("10.99.1.60"), "dropped");
+    allowed_and_denied("after a restart");
+}
+
+fn probe_from_quick(address: &str) -> String {
+    let (_, answer, _) = try_sh(&format!(
+        "sandbox-ctl probe --from {address} {HOST_V4} 8080"
+    ));
+    answer.trim().to_owned()
 }

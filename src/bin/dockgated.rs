@@ -7,6 +7,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use dockgate::config::{self, Config};
 use dockgate::daemon::Daemon;
 use dockgate::docker::{self, Docker};
+use dockgate::exposures::Store;
 use dockgate::firewalld::Firewalld;
 use dockgate::inspect::Report;
 use dockgate::reconcile::Enforcer;
@@ -131,11 +132,25 @@ async fn serve(cli: &Cli) -> ExitCode {
         Ok(enforcer) => enforcer,
         Err(reason) => return fail(reason),
     };
-    tracing::info!(config = %cli.config.display(), "dockgated started");
+    let exposures = match Store::load(enforcer.state.clone()) {
+        Ok(exposures) => exposures,
+        Err(error) => {
+            return fail(format!(
+                "{}: {error}; fix or remove it (the rules in firewalld stay as they are)",
+                enforcer
+                    .state
+                    .path()
+                    .join(dockgate::exposures::FILE)
+                    .display()
+            ));
+        }
+    };
+    tracing::info!(config = %cli.config.display(), runtime_exposures = exposures.all().len(), "dockgated started");
     Daemon {
         enforcer,
         config_path: cli.config.clone(),
         config,
+        exposures,
     }
     .run()
     .await;
