@@ -4,24 +4,24 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use zbus::object_server::InterfaceRef;
 
+use crate::api::{self, Api, ApiError, Call, Reply, Status};
 use crate::config::Config;
 use crate::docker::DockerEvent;
-use crate::exposures::{self, Store};
+use crate::exposures::{self, Store, StoreError};
 use crate::firewalld::{Presence, ZoneEvent};
 use crate::plan::{DockerView, Plan};
-use crate::reconcile::{Enforcer, plan_for};
+use crate::reconcile::{Enforcer, ReconcileError, Reconciled, plan_for};
 use crate::zones;
 
-/// After a firewalld reload or start, Docker re-inserts its bridges into zone docker and
-/// rebuilds its rules; binding a bridge elsewhere in the middle of that made Docker 20.10 leave
-/// its DNAT out (seen in the sandbox). The bridges are bound again only after this pause.
-const DOCKER_REBUILD_PAUSE: Duration = Duration::from_secs(2);
+use crate::reconcile::DOCKER_REBUILD_PAUSE;
 
 /// How long to wait for more events after the first one before reconciling: Docker starting a
 /// hundred containers sends hundreds of events within a few hundred milliseconds.
@@ -46,19 +46,156 @@ pub enum Message {
     ReloadConfig,
     /// SIGTERM or SIGINT: exit, leaving the rules in place.
     Shutdown,
+    /// A D-Bus caller's change; answered once it is in the kernel.
+    Call(Call, Reply),
 }
 
 pub struct Daemon {
-    pub enforcer: Enforcer,
-    pub config_path: PathBuf,
-    pub config: Config,
+    enforcer: Enforcer,
+    config_path: PathBuf,
+    config: Config,
     /// Runtime exposures; expired ones are taken out before every reconcile.
-    pub exposures: Store,
+    exposures: Store,
+    /// The system bus to serve the D-Bus API on; None serves none.
+    bus: Option<zbus::Connection>,
+    /// Callers waiting for the next reconcile, with what to answer them.
+    waiting: Vec<(Reply, String)>,
+    exposures_changed: bool,
+    status: Arc<Mutex<Status>>,
 }
 
 impl Daemon {
+    pub fn new(
+        enforcer: Enforcer,
+        config_path: PathBuf,
+        config: Config,
+        exposures: Store,
+        bus: Option<zbus::Connection>,
+    ) -> Self {
+        Daemon {
+            enforcer,
+            config_path,
+            config,
+            exposures,
+            bus,
+            waiting: Vec::new(),
+            exposures_changed: false,
+            status: Arc::default(),
+        }
+    }
+
+    /// Puts the API on the bus; None (logged) when that fails: the policy is kept all the same.
+    async fn serve_api(&self, sender: mpsc::Sender<Message>) -> Option<InterfaceRef<Api>> {
+        let connection = self.bus.as_ref()?;
+        let (calls, mut incoming) = mpsc::channel::<(Call, Reply)>(64);
+        tokio::spawn(async move {
+            while let Some((call, reply)) = incoming.recv().await {
+                if sender.send(Message::Call(call, reply)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let api = Api {
+            calls,
+            status: self.status.clone(),
+        };
+        let served = async {
+            connection.object_server().at(api::OBJECT_PATH, api).await?;
+            connection.request_name(api::BUS_NAME).await?;
+            connection
+                .object_server()
+                .interface::<_, Api>(api::OBJECT_PATH)
+                .await
+        };
+        match served.await {
+            Ok(interface) => {
+                tracing::info!(name = api::BUS_NAME, "D-Bus API served");
+                Some(interface)
+            }
+            Err(error) => {
+                tracing::error!(%error, name = api::BUS_NAME, "cannot serve the D-Bus API");
+                None
+            }
+        }
+    }
+
+    /// After a reconcile: the status the API answers from, its signals, and the callers.
+    async fn publish(
+        &mut self,
+        api: Option<&InterfaceRef<Api>>,
+        outcome: Result<(&Reconciled, bool), &ReconcileError>,
+        trigger: &str,
+        view: &DockerView,
+    ) {
+        let (firewalld_connected, docker_connected) = match outcome {
+            Ok((_, docker_ok)) => (true, docker_ok),
+            Err(ReconcileError::FirewalldNotRunning) => (false, false),
+            Err(_) => (true, false),
+        };
+        {
+            let mut status = self.status.lock().expect("status lock");
+            status.firewalld_connected = firewalld_connected;
+            status.docker_connected = docker_connected;
+            status.bridge_zone = self
+                .config
+                .zone
+                .bind
+                .clone()
+                .unwrap_or_else(|| zones::DOCKER_ZONE.to_owned());
+            status.config = self.config.clone();
+            status.runtime = self.exposures.all().to_vec();
+            status.ports = view.ports.clone();
+            if let Ok((done, _)) = outcome {
+                status.rule_count = done.plan.rules.len() as u32;
+                status.last_reconcile = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_micros() as u64);
+            }
+        }
+        for (reply, answer) in self.waiting.drain(..) {
+            let _ = reply.send(match outcome {
+                Ok(_) => Ok(answer),
+                Err(ReconcileError::FirewalldNotRunning) => Err(ApiError::FirewallUnavailable(
+                    "firewalld is not running; the change is saved and applied when it is".into(),
+                )),
+                Err(error) => Err(ApiError::Failed(format!(
+                    "{error}; the change is saved and retried"
+                ))),
+            });
+        }
+        let Some(api) = api else { return };
+        let emitter = api.signal_emitter();
+        if let Ok((done, _)) = outcome {
+            let duration_us = done.duration.as_micros() as u64;
+            if let Err(error) =
+                Api::reconciled(emitter, trigger, done.plan.rules.len() as u32, duration_us).await
+            {
+                tracing::warn!(%error, "cannot emit Reconciled");
+            }
+        }
+        if std::mem::take(&mut self.exposures_changed)
+            && let Err(error) = Api::exposures_changed(emitter).await
+        {
+            tracing::warn!(%error, "cannot emit ExposuresChanged");
+        }
+        let api = api.get().await;
+        for result in [
+            api.rule_count_changed(emitter).await,
+            api.last_reconcile_changed(emitter).await,
+            api.firewalld_connected_changed(emitter).await,
+            api.docker_connected_changed(emitter).await,
+            api.default_changed(emitter).await,
+            api.bridge_zone_changed(emitter).await,
+        ] {
+            if let Err(error) = result {
+                tracing::warn!(%error, "cannot emit PropertiesChanged");
+            }
+        }
+    }
+
     pub async fn run(mut self) {
         let (sender, mut inbox) = mpsc::channel(1024);
+        let api = self.serve_api(sender.clone()).await;
         tokio::spawn(watch_firewalld(
             self.enforcer.firewalld.clone(),
             sender.clone(),
@@ -110,7 +247,10 @@ impl Daemon {
             let first = Instant::now();
             loop {
                 let mut deadline = first + COALESCE;
-                if let Some(last) = last_reconcile
+                if !self.waiting.is_empty() {
+                    // A caller waits: take what is queued already, no more.
+                    deadline = first;
+                } else if let Some(last) = last_reconcile
                     && only_docker_events(&triggers)
                 {
                     deadline = deadline.max(last + DOCKER_BURST_GAP);
@@ -144,15 +284,18 @@ impl Daemon {
             tracing::debug!(trigger, "reconciling");
             match self.exposures.expire(exposures::unix_now()) {
                 Ok(expired) => {
+                    self.exposures_changed |= !expired.is_empty();
                     for exposure in expired {
                         tracing::info!(id = exposure.id, port = %exposure.port, owner_uid = exposure.owner_uid, "exposure expired");
                     }
                 }
                 Err(error) => tracing::error!(%error, "cannot take out expired exposures"),
             }
+            let mut docker_ok = true;
             let view = match self.enforcer.docker_view().await {
                 Ok(view) => view,
                 Err(error) => {
+                    docker_ok = false;
                     // Apply without Docker's view (Docker's own bridge names are still
                     // judged), so that Docker, when it starts, meets the policy.
                     tracing::warn!(%error, "Docker is not reachable; applying the policy without its view");
@@ -171,14 +314,15 @@ impl Daemon {
                 );
                 if applied.as_ref() == Some(&wanted) {
                     tracing::debug!(trigger, "Docker changed nothing dockgate enforces");
+                    self.status.lock().expect("status lock").ports = view.ports;
                     continue;
                 }
             }
-            match self
+            let result = self
                 .enforcer
                 .reconcile_with(&self.config, self.exposures.all(), &view, bind_now)
-                .await
-            {
+                .await;
+            match &result {
                 Ok(done) => {
                     retry_delay = FIRST_RETRY;
                     retry_at = None;
@@ -203,6 +347,8 @@ impl Daemon {
                     retry_delay = (retry_delay * 2).min(MAX_RETRY);
                 }
             }
+            let outcome = result.as_ref().map(|done| (done, docker_ok));
+            self.publish(api.as_ref(), outcome, &trigger, &view).await;
         }
     }
 
@@ -249,12 +395,14 @@ impl Daemon {
                 Ok(config) => {
                     tracing::info!(path = %self.config_path.display(), "config reloaded");
                     self.config = config;
+                    self.exposures_changed = true;
                     triggers.insert("config reloaded".to_owned());
                 }
                 Err(error) => {
                     tracing::error!(%error, "new config refused; keeping the last good policy")
                 }
             },
+            Message::Call(call, reply) => self.handle_call(call, reply, triggers),
             Message::Shutdown => {
                 tracing::info!("exiting; the rules stay in place");
                 return false;
@@ -273,6 +421,74 @@ fn only_docker_events(triggers: &BTreeSet<String>) -> bool {
 }
 
 impl Daemon {
+    /// A caller's change: saved at once, answered after the reconcile that applies it.
+    fn handle_call(&mut self, call: Call, reply: Reply, triggers: &mut BTreeSet<String>) {
+        match call {
+            Call::Expose {
+                exposure,
+                ttl_seconds,
+                uid,
+            } => match self
+                .exposures
+                .add(exposure, ttl_seconds, uid, exposures::unix_now())
+            {
+                Ok(id) => {
+                    triggers.insert(format!("Expose {id} by uid {uid}"));
+                    self.exposures_changed = true;
+                    self.waiting.push((reply, id));
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(ApiError::Failed(error.to_string())));
+                }
+            },
+            Call::Unexpose { id, uid } => {
+                let in_config = id
+                    .strip_prefix("config-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .is_some_and(|n| (1..=self.config.expose.len()).contains(&n));
+                if in_config {
+                    let _ = reply.send(Err(ApiError::ReadOnly(format!(
+                        "{id} comes from {}; change it there",
+                        self.config_path.display()
+                    ))));
+                    return;
+                }
+                match self.exposures.remove(&id) {
+                    Ok(_) => {
+                        triggers.insert(format!("Unexpose {id} by uid {uid}"));
+                        self.exposures_changed = true;
+                        self.waiting.push((reply, String::new()));
+                    }
+                    Err(StoreError::NotFound(_)) => {
+                        let _ = reply.send(Err(ApiError::NotFound(format!("no exposure {id}"))));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(ApiError::Failed(error.to_string())));
+                    }
+                }
+            }
+            Call::Reconcile { uid } => {
+                triggers.insert(format!("Reconcile by uid {uid}"));
+                self.waiting.push((reply, String::new()));
+            }
+            Call::ReloadConfig { uid } => match Config::load(&self.config_path) {
+                Ok(config) => {
+                    tracing::info!(path = %self.config_path.display(), uid, "config reloaded");
+                    self.config = config;
+                    self.exposures_changed = true;
+                    triggers.insert(format!("ReloadConfig by uid {uid}"));
+                    self.waiting.push((reply, String::new()));
+                }
+                Err(error) => {
+                    tracing::error!(%error, uid, "new config refused; keeping the last good policy");
+                    let _ = reply.send(Err(ApiError::Failed(format!(
+                        "{error}; the last good config stays in force"
+                    ))));
+                }
+            },
+        }
+    }
+
     async fn bind_bridges_now(&self, zone: &str) {
         let started = Instant::now();
         let bridges = match self.enforcer.docker_view().await {

@@ -1,5 +1,6 @@
 //! dockgate: keeps Docker-published ports behind an explicit exposure policy on firewalld hosts.
 
+pub mod api;
 pub mod apply;
 pub mod config;
 pub mod daemon;

@@ -27,6 +27,11 @@ pub enum ReconcileError {
     Exposures(#[from] StoreError),
 }
 
+/// After a firewalld reload or start, Docker re-inserts its bridges into zone docker and
+/// rebuilds its rules; binding a bridge elsewhere in the middle of that made Docker 20.10 leave
+/// its DNAT out (seen in the sandbox). Bridges are bound only after this pause.
+pub const DOCKER_REBUILD_PAUSE: Duration = Duration::from_secs(2);
+
 /// firewalld.conf's CleanupOnExit as dockgate found it, kept until dockgate gives it back.
 const CLEANUP_FILE: &str = "firewalld-cleanup-on-exit.json";
 
@@ -152,6 +157,10 @@ impl Enforcer {
         let bridges_bound = match &config.zone.bind {
             Some(_) if !bind_now => 0,
             Some(bind) => {
+                if reloaded {
+                    // This reconcile reloaded firewalld: Docker is rebuilding right now.
+                    tokio::time::sleep(DOCKER_REBUILD_PAUSE).await;
+                }
                 zones::bind_bridges(&self.firewalld, &self.state, bind, &docker.bridges).await?
             }
             None => {

@@ -819,3 +819,186 @@ fn probe_from_quick(address: &str) -> String {
     ));
     answer.trim().to_owned()
 }
+
+const API: &str = "org.dockgate.Dockgate1 /org/dockgate/Dockgate1 org.dockgate.Dockgate1";
+
+/// `busctl call` on dockgate's API, as `user` ("root" or an unprivileged one).
+fn busctl(user: &str, arguments: &str) -> (bool, String, String) {
+    let as_user = if user == "root" {
+        String::new()
+    } else {
+        format!("setpriv --reuid={user} --regid=65534 --clear-groups ")
+    };
+    try_sh(&format!("{as_user}busctl --system call {API} {arguments}"))
+}
+
+/// The D-Bus error name of a call with a simple signature (dbus-send prints it; busctl does not).
+fn dbus_error(user: &str, method: &str, arguments: &str) -> String {
+    let as_user = if user == "root" {
+        String::new()
+    } else {
+        format!("setpriv --reuid={user} --regid=65534 --clear-groups ")
+    };
+    let (_, _, stderr) = try_sh(&format!(
+        "{as_user}dbus-send --system --print-reply --dest=org.dockgate.Dockgate1 \
+         /org/dockgate/Dockgate1 org.dockgate.Dockgate1.{method} {arguments}"
+    ));
+    stderr
+}
+
+fn exposure_ids(user: &str) -> Vec<String> {
+    let (ok, stdout, stderr) = busctl(user, "ListExposures --json=short");
+    assert!(ok, "ListExposures as {user}: {stderr}");
+    let mut ids: Vec<String> = stdout
+        .split("\"id\":{\"type\":\"s\",\"data\":\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Issue 5 over the real system bus with real polkitd: root exposes and unexposes a port and a
+/// client sees it at once; config exposures are read-only; bad arguments change nothing; an
+/// unprivileged caller is refused until a polkit rule lets it read, then expose.
+#[test]
+fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_root() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    let _web = Container::httpd("api-web", "-p 8080:80");
+    let service = Service::start(
+        "api",
+        "trusted = [\"10.99.1.50\"]\n[[expose]]\nport = \"9999/tcp\"\nfrom = [\"any\"]\n",
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || try_sh(
+            "busctl --system status org.dockgate.Dockgate1"
+        )
+        .0),
+        "the API is on the bus:\n{}",
+        service.log()
+    );
+    service.wait_for_reconcile_after(0);
+    // The first start may reload firewalld (CleanupOnExit): let Docker rebuild first.
+    std::thread::sleep(Duration::from_secs(2));
+    allowed_and_denied("start");
+
+    // Expose returns once the rule is in the kernel: the very next probe gets through.
+    let started = Instant::now();
+    let (ok, stdout, stderr) = busctl("root", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+    let latency = started.elapsed();
+    assert!(ok, "Expose: {stderr}\n{}", service.log());
+    assert_eq!(stdout.trim(), "s \"runtime-1\"");
+    assert_eq!(probe(HOST_V4, 8080), "open", "right after Expose returned");
+    eprintln!(
+        "{}: one Expose through busctl (process start included): {} ms",
+        stack(),
+        latency.as_millis()
+    );
+    assert_eq!(exposure_ids("root"), ["config-1", "runtime-1"]);
+
+    // Bad arguments are refused with the field named, and change nothing.
+    for (arguments, field) in [
+        ("Expose sasta{sv} 80/icmp 1 10.99.1.2 0 0", "port"),
+        ("Expose sasta{sv} 8080/tcp 0 0 0", "sources"),
+        ("Expose sasta{sv} 8080/tcp 1 '10.0.0.1 -j ACCEPT' 0 0", "sources[0]"),
+        ("Expose sasta{sv} 8080/tcp 1 any 99999999 0", "ttl_seconds"),
+        (
+            "Expose sasta{sv} 8080/tcp 1 any 0 1 container u 7",
+            "options.container",
+        ),
+        ("Expose sasta{sv} 8080/tcp 1 any 0 1 color s red", "options"),
+    ] {
+        let (ok, _, stderr) = busctl("root", arguments);
+        assert!(!ok, "{arguments} was accepted");
+        assert!(stderr.contains(field), "{arguments}: {stderr}");
+    }
+    let wrong_signature = dbus_error("root", "Expose", "string:80/tcp");
+    assert!(
+        wrong_signature.contains("org.freedesktop.DBus.Error"),
+        "{wrong_signature}"
+    );
+    assert_eq!(exposure_ids("root"), ["config-1", "runtime-1"]);
+    assert!(
+        dbus_error("root", "Unexpose", "string:config-1")
+            .contains("org.dockgate.Dockgate1.Error.ReadOnly")
+    );
+
+    // Unexpose closes it again; a second time it is not found.
+    let (ok, _, stderr) = busctl("root", "Unexpose s runtime-1");
+    assert!(ok, "Unexpose: {stderr}");
+    assert_eq!(
+        probe(HOST_V4, 8080),
+        "dropped",
+        "right after Unexpose returned"
+    );
+    assert!(
+        dbus_error("root", "Unexpose", "string:runtime-1")
+            .contains("org.dockgate.Dockgate1.Error.NotFound")
+    );
+
+    // An unprivileged caller: polkit says no (no session, auth_admin) to everything.
+    let refused = dbus_error("nobody", "ListExposures", "");
+    assert!(
+        refused.contains("org.dockgate.Dockgate1.Error.NotAuthorized")
+            && refused.contains("org.dockgate.Dockgate1.read"),
+        "{refused}"
+    );
+    let (ok, _, stderr) = busctl("nobody", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+    assert!(
+        !ok && stderr.contains("org.dockgate.Dockgate1.expose"),
+        "{stderr}"
+    );
+
+    // A rule lets nobody read: it can list, but still not expose.
+    let rules = "/etc/polkit-1/rules.d/50-dockgate-test.rules";
+    std::fs::write(
+        rules,
+        "polkit.addRule(function(action, subject) {\n\
+           if (action.id == \"org.dockgate.Dockgate1.read\" && subject.user == \"nobody\")\n\
+             return polkit.Result.YES;\n\
+         });\n",
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || busctl(
+            "nobody",
+            "ListExposures"
+        )
+        .0),
+        "polkitd did not pick up the read rule"
+    );
+    assert_eq!(exposure_ids("nobody"), ["config-1"]);
+    let (ok, _, _) = busctl("nobody", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+    assert!(!ok, "a read-only caller exposed a port");
+
+    // The example rules file's grant (here for user nobody instead of group dockgate): expose.
+    std::fs::write(
+        rules,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/polkit/50-dockgate.rules.example"
+        ))
+        .unwrap()
+        .replace(
+            "subject.isInGroup(\"dockgate\")",
+            "subject.user == \"nobody\"",
+        ),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let (ok, stdout, _) = busctl("nobody", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+            ok && stdout.contains("runtime-")
+        }),
+        "nobody could not expose with the example rule:\n{}",
+        service.log()
+    );
+    assert_eq!(probe(HOST_V4, 8080), "open");
+    assert!(
+        service.log().contains("uid=65534") && service.log().contains("method=\"Expose\""),
+        "the call is logged with the caller's uid:\n{}",
+        service.log()
+    );
+    std::fs::remove_file(rules).unwrap();
+}

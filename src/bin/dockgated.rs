@@ -146,14 +146,16 @@ async fn serve(cli: &Cli) -> ExitCode {
         }
     };
     tracing::info!(config = %cli.config.display(), runtime_exposures = exposures.all().len(), "dockgated started");
-    Daemon {
-        enforcer,
-        config_path: cli.config.clone(),
-        config,
-        exposures,
-    }
-    .run()
-    .await;
+    let bus = match dockgate::firewalld::system_bus().await {
+        Ok(bus) => Some(bus),
+        Err(error) => {
+            tracing::error!(%error, "no system bus for the D-Bus API");
+            None
+        }
+    };
+    Daemon::new(enforcer, cli.config.clone(), config, exposures, bus)
+        .run()
+        .await;
     ExitCode::SUCCESS
 }
 

@@ -1,0 +1,513 @@
+//! dockgate's own D-Bus API (SPEC §4), `org.dockgate.Dockgate1` on the system bus. Handlers
+//! check who is calling (uid 0 passes; everyone else is asked of polkit, with the caller's bus
+//! name as the subject), check the arguments, and hand every change to the daemon's one task;
+//! a call that changes something returns once the change is in the kernel, or with an error.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use zbus::message::{Flags, Header};
+use zbus::object_server::SignalEmitter;
+use zbus::{OwnedVariant as OwnedValue, Variant as Value};
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
+
+use crate::config::{Config, DefaultPolicy, Exposure, PortRange, Source};
+use crate::docker::PublishedPort;
+use crate::exposures::{InvalidArgument, Request, RuntimeExposure};
+
+pub const BUS_NAME: &str = "org.dockgate.Dockgate1";
+pub const OBJECT_PATH: &str = "/org/dockgate/Dockgate1";
+pub const ACTION_READ: &str = "org.dockgate.Dockgate1.read";
+pub const ACTION_EXPOSE: &str = "org.dockgate.Dockgate1.expose";
+pub const ACTION_ADMIN: &str = "org.dockgate.Dockgate1.admin";
+/// Option keys Expose takes.
+const OPTION_KEYS: [&str; 2] = ["container", "comment"];
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.dockgate.Dockgate1.Error")]
+pub enum ApiError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    InvalidArgument(String),
+    NotFound(String),
+    ReadOnly(String),
+    NotAuthorized(String),
+    FirewallUnavailable(String),
+    DockerUnavailable(String),
+    Failed(String),
+}
+
+impl From<InvalidArgument> for ApiError {
+    fn from(error: InvalidArgument) -> Self {
+        ApiError::InvalidArgument(error.to_string())
+    }
+}
+
+/// A change a caller asked for, for the daemon's task; the answer goes back on the channel
+/// once the change is in the kernel.
+#[derive(Debug)]
+pub enum Call {
+    Expose {
+        exposure: Exposure,
+        ttl_seconds: u64,
+        uid: u32,
+    },
+    Unexpose {
+        id: String,
+        uid: u32,
+    },
+    Reconcile {
+        uid: u32,
+    },
+    ReloadConfig {
+        uid: u32,
+    },
+}
+
+pub type Reply = oneshot::Sender<Result<String, ApiError>>;
+
+/// What the read-only methods and the properties answer from; the daemon updates it after
+/// every reconcile.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub firewalld_connected: bool,
+    pub docker_connected: bool,
+    pub bridge_zone: String,
+    pub rule_count: u32,
+    /// Unix microseconds.
+    pub last_reconcile: u64,
+    pub config: Config,
+    pub runtime: Vec<RuntimeExposure>,
+    pub ports: Vec<PublishedPort>,
+}
+
+pub struct Api {
+    pub calls: mpsc::Sender<(Call, Reply)>,
+    pub status: Arc<Mutex<Status>>,
+}
+
+impl Api {
+    fn status(&self) -> Status {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    async fn call(&self, call: Call) -> Result<String, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send((call, reply))
+            .await
+            .map_err(|_| ApiError::Failed("dockgated is shutting down".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Failed("dockgated is shutting down".to_owned()))?
+    }
+}
+
+/// The caller's uid, once it may do `action`: uid 0 always may; anyone else is asked of
+/// polkit with the caller's bus name as the subject, interactively when the call allows it.
+async fn authorize(
+    connection: &zbus::Connection,
+    header: &Header<'_>,
+    action: &str,
+) -> Result<u32, ApiError> {
+    let sender = header
+        .sender()
+        .ok_or_else(|| ApiError::NotAuthorized(format!("{action}: a call without a sender")))?;
+    let dbus = zbus::fdo::DBusProxy::new(connection).await?;
+    let uid = dbus
+        .get_connection_unix_user(sender.clone().into())
+        .await
+        .map_err(zbus::Error::from)?;
+    if uid == 0 {
+        return Ok(uid);
+    }
+    let subject = Subject::new_for_message_header(header)
+        .map_err(|error| ApiError::NotAuthorized(format!("{action}: {error}")))?;
+    let mut flags = CheckAuthorizationFlags::empty();
+    if header
+        .primary()
+        .flags()
+        .contains(Flags::ALLOW_INTERACTIVE_AUTH)
+    {
+        flags |= CheckAuthorizationFlags::ALLOW_USER_INTERACTION;
+    }
+    let authority = AuthorityProxy::new(connection).await?;
+    let result = authority
+        .check_authorization(&subject, action, &HashMap::new(), flags, "")
+        .await
+        .map_err(|error| ApiError::NotAuthorized(format!("{action}: polkit: {error}")))?;
+    if result.is_authorized {
+        Ok(uid)
+    } else {
+        Err(ApiError::NotAuthorized(format!(
+            "uid {uid} is not authorized for {action}"
+        )))
+    }
+}
+
+fn value<'a>(value: impl Into<Value<'a>>) -> OwnedValue {
+    value
+        .into()
+        .try_to_owned()
+        .expect("plain values have no file descriptors")
+}
+
+fn option_string(
+    options: &HashMap<String, OwnedValue>,
+    key: &str,
+) -> Result<Option<String>, ApiError> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(found) => String::try_from(found.clone()).map(Some).map_err(|_| {
+            ApiError::InvalidArgument(format!(
+                "options.{key}: must be a string (s), got {}",
+                found.value_signature()
+            ))
+        }),
+    }
+}
+
+/// Whether `source` lets `address` in.
+fn source_contains(source: &Source, address: IpAddr) -> bool {
+    match source {
+        Source::Any => true,
+        Source::Net(net) => net.contains(&address),
+        Source::Range(first, last) => {
+            first.is_ipv6() == address.is_ipv6() && *first <= address && address <= *last
+        }
+    }
+}
+
+/// Every exposure (config first, then runtime) with the id callers know it by.
+fn all_exposures(status: &Status) -> Vec<(String, Exposure, &'static str, u64, u32)> {
+    let mut all: Vec<_> = status
+        .config
+        .expose
+        .iter()
+        .enumerate()
+        .map(|(index, exposure)| {
+            (
+                format!("config-{}", index + 1),
+                exposure.clone(),
+                "config",
+                0,
+                0,
+            )
+        })
+        .collect();
+    all.extend(status.runtime.iter().map(|entry| {
+        (
+            entry.id.clone(),
+            entry.exposure(),
+            "runtime",
+            entry.expires_at,
+            entry.owner_uid,
+        )
+    }));
+    all
+}
+
+fn is_active(exposure: &Exposure, ports: &[PublishedPort]) -> bool {
+    match &exposure.container {
+        None => true,
+        Some(name) => ports.iter().any(|published| {
+            &published.container == name
+                && exposure
+                    .port
+                    .contains(published.host_port, published.protocol)
+        }),
+    }
+}
+
+#[zbus::interface(name = "org.dockgate.Dockgate1")]
+impl Api {
+    /// Every port Docker publishes, with what dockgate lets through to it.
+    async fn list_ports(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
+        authorize(connection, &header, ACTION_READ).await?;
+        let status = self.status();
+        let exposures = all_exposures(&status);
+        Ok(status
+            .ports
+            .iter()
+            .map(|port| {
+                let matching: Vec<&Exposure> = exposures
+                    .iter()
+                    .map(|(_, exposure, ..)| exposure)
+                    .filter(|exposure| {
+                        exposure.port.contains(port.host_port, port.protocol)
+                            && is_active(exposure, &status.ports)
+                    })
+                    .collect();
+                let mut sources: Vec<String> = status
+                    .config
+                    .trusted
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                sources.extend(
+                    matching
+                        .iter()
+                        .flat_map(|exposure| exposure.from.iter().map(|s| s.to_string())),
+                );
+                let state = if status.config.default == DefaultPolicy::Allow
+                    || matching
+                        .iter()
+                        .any(|exposure| exposure.from.contains(&Source::Any))
+                    || status.config.trusted.contains(&Source::Any)
+                {
+                    "open"
+                } else if !matching.is_empty() {
+                    "exposed"
+                } else if !status.config.trusted.is_empty() {
+                    "trusted-only"
+                } else {
+                    "denied"
+                };
+                HashMap::from([
+                    ("container".to_owned(), value(port.container.clone())),
+                    ("container_id".to_owned(), value(port.container_id.clone())),
+                    ("host_ip".to_owned(), value(port.host_ip.to_string())),
+                    ("host_port".to_owned(), value(port.host_port)),
+                    ("protocol".to_owned(), value(port.protocol.to_string())),
+                    ("container_port".to_owned(), value(port.container_port)),
+                    ("state".to_owned(), value(state)),
+                    ("sources".to_owned(), value(sources)),
+                ])
+            })
+            .collect())
+    }
+
+    async fn list_exposures(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
+        authorize(connection, &header, ACTION_READ).await?;
+        let status = self.status();
+        Ok(all_exposures(&status)
+            .into_iter()
+            .map(|(id, exposure, origin, expires_at, owner_uid)| {
+                let sources: Vec<String> = exposure.from.iter().map(|s| s.to_string()).collect();
+                let active = is_active(&exposure, &status.ports);
+                HashMap::from([
+                    ("id".to_owned(), value(id)),
+                    ("port".to_owned(), value(exposure.port.to_string())),
+                    (
+                        "protocol".to_owned(),
+                        value(exposure.port.protocol.to_string()),
+                    ),
+                    (
+                        "container".to_owned(),
+                        value(exposure.container.clone().unwrap_or_default()),
+                    ),
+                    ("sources".to_owned(), value(sources)),
+                    ("origin".to_owned(), value(origin)),
+                    ("expires_at".to_owned(), value(expires_at)),
+                    (
+                        "comment".to_owned(),
+                        value(exposure.comment.clone().unwrap_or_default()),
+                    ),
+                    ("owner_uid".to_owned(), value(owner_uid)),
+                    ("active".to_owned(), value(active)),
+                ])
+            })
+            .collect())
+    }
+
+    async fn expose(
+        &self,
+        port: String,
+        sources: Vec<String>,
+        ttl_seconds: u64,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<String, ApiError> {
+        let uid = authorize(connection, &header, ACTION_EXPOSE).await?;
+        if let Some(key) = options
+            .keys()
+            .find(|key| !OPTION_KEYS.contains(&key.as_str()))
+        {
+            return Err(ApiError::InvalidArgument(format!(
+                "options: unknown key \"{}\" (known: container, comment)",
+                key.escape_default().take(64).collect::<String>()
+            )));
+        }
+        let container = option_string(&options, "container")?;
+        let comment = option_string(&options, "comment")?;
+        let exposure = Request {
+            port: &port,
+            sources: &sources,
+            ttl_seconds,
+            container: container.as_deref(),
+            comment: comment.as_deref(),
+        }
+        .check()?;
+        tracing::info!(
+            uid,
+            caller = ?header.sender(),
+            method = "Expose",
+            port = %exposure.port,
+            sources = ?sources,
+            ttl_seconds,
+            container,
+            comment,
+            "D-Bus call"
+        );
+        self.call(Call::Expose {
+            exposure,
+            ttl_seconds,
+            uid,
+        })
+        .await
+    }
+
+    async fn unexpose(
+        &self,
+        id: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), ApiError> {
+        let uid = authorize(connection, &header, ACTION_EXPOSE).await?;
+        if id.len() > 64 {
+            return Err(ApiError::InvalidArgument(
+                "id: longer than any exposure id".to_owned(),
+            ));
+        }
+        tracing::info!(uid, caller = ?header.sender(), method = "Unexpose", id, "D-Bus call");
+        self.call(Call::Unexpose { id, uid }).await.map(|_| ())
+    }
+
+    /// Would a new connection from `source` to host port `port` ("8080/tcp") get through?
+    async fn explain(
+        &self,
+        source: String,
+        port: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(bool, String), ApiError> {
+        authorize(connection, &header, ACTION_READ).await?;
+        let address: IpAddr = source.parse().map_err(|_| {
+            ApiError::InvalidArgument(format!(
+                "source: \"{}\" is not an IPv4 or IPv6 address",
+                source.escape_default().take(64).collect::<String>()
+            ))
+        })?;
+        let port: PortRange = Request {
+            port: &port,
+            sources: &["any".to_owned()],
+            ..Request::default()
+        }
+        .check()?
+        .port;
+        let status = self.status();
+        if status.config.default == DefaultPolicy::Allow {
+            return Ok((
+                true,
+                "default = \"allow\": dockgate lets everything through".into(),
+            ));
+        }
+        if let Some(trusted) = status
+            .config
+            .trusted
+            .iter()
+            .find(|trusted| source_contains(trusted, address))
+        {
+            return Ok((true, format!("trusted source {trusted}")));
+        }
+        for (id, exposure, ..) in all_exposures(&status) {
+            if exposure.port.protocol == port.protocol
+                && exposure.port.first <= port.first
+                && port.last <= exposure.port.last
+                && exposure
+                    .from
+                    .iter()
+                    .any(|allowed| source_contains(allowed, address))
+            {
+                if !is_active(&exposure, &status.ports) {
+                    continue;
+                }
+                return Ok((true, format!("exposure {id}")));
+            }
+        }
+        Ok((
+            false,
+            format!(
+                "no trusted source and no exposure of {port} lets {address} in: verdict {}",
+                status.config.verdict
+            ),
+        ))
+    }
+
+    async fn reconcile(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), ApiError> {
+        let uid = authorize(connection, &header, ACTION_ADMIN).await?;
+        tracing::info!(uid, caller = ?header.sender(), method = "Reconcile", "D-Bus call");
+        self.call(Call::Reconcile { uid }).await.map(|_| ())
+    }
+
+    async fn reload_config(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), ApiError> {
+        let uid = authorize(connection, &header, ACTION_ADMIN).await?;
+        tracing::info!(uid, caller = ?header.sender(), method = "ReloadConfig", "D-Bus call");
+        self.call(Call::ReloadConfig { uid }).await.map(|_| ())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    #[zbus(property)]
+    fn firewalld_connected(&self) -> bool {
+        self.status().firewalld_connected
+    }
+
+    #[zbus(property)]
+    fn docker_connected(&self) -> bool {
+        self.status().docker_connected
+    }
+
+    #[zbus(property)]
+    fn default(&self) -> String {
+        self.status().config.default.to_string()
+    }
+
+    #[zbus(property)]
+    fn bridge_zone(&self) -> String {
+        self.status().bridge_zone
+    }
+
+    #[zbus(property)]
+    fn rule_count(&self) -> u32 {
+        self.status().rule_count
+    }
+
+    #[zbus(property)]
+    fn last_reconcile(&self) -> u64 {
+        self.status().last_reconcile
+    }
+
+    #[zbus(signal)]
+    pub async fn exposures_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn reconciled(
+        emitter: &SignalEmitter<'_>,
+        trigger: &str,
+        rules: u32,
+        duration_us: u64,
+    ) -> zbus::Result<()>;
+}
