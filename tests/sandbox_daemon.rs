@@ -901,7 +901,10 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
     for (arguments, field) in [
         ("Expose sasta{sv} 80/icmp 1 10.99.1.2 0 0", "port"),
         ("Expose sasta{sv} 8080/tcp 0 0 0", "sources"),
-        ("Expose sasta{sv} 8080/tcp 1 '10.0.0.1 -j ACCEPT' 0 0", "sources[0]"),
+        (
+            "Expose sasta{sv} 8080/tcp 1 '10.0.0.1 -j ACCEPT' 0 0",
+            "sources[0]",
+        ),
         ("Expose sasta{sv} 8080/tcp 1 any 99999999 0", "ttl_seconds"),
         (
             "Expose sasta{sv} 8080/tcp 1 any 0 1 container u 7",
