@@ -224,6 +224,7 @@ fn is_active(exposure: &Exposure, ports: &[PublishedPort]) -> bool {
 #[zbus::interface(name = "org.dockgate.Dockgate1")]
 impl Api {
     /// Every port Docker publishes, with what dockgate lets through to it.
+    #[zbus(out_args("ports"))]
     async fn list_ports(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -283,6 +284,7 @@ impl Api {
             .collect())
     }
 
+    #[zbus(out_args("exposures"))]
     async fn list_exposures(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -320,6 +322,7 @@ impl Api {
             .collect())
     }
 
+    #[zbus(out_args("id"))]
     async fn expose(
         &self,
         port: String,
@@ -385,6 +388,7 @@ impl Api {
     }
 
     /// Would a new connection from `source` to host port `port` ("8080/tcp") get through?
+    #[zbus(out_args("allowed", "reason"))]
     async fn explain(
         &self,
         source: String,
@@ -510,4 +514,55 @@ impl Api {
         rules: u32,
         duration_us: u64,
     ) -> zbus::Result<()>;
+}
+
+/// The client side of the API, for dockgatectl. Changing calls may ask for interactive
+/// authorization (a polkit agent prompt).
+#[zbus::proxy(
+    interface = "org.dockgate.Dockgate1",
+    default_service = "org.dockgate.Dockgate1",
+    default_path = "/org/dockgate/Dockgate1"
+)]
+pub trait Dockgate1 {
+    #[zbus(allow_interactive_auth)]
+    fn list_ports(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+
+    #[zbus(allow_interactive_auth)]
+    fn list_exposures(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+
+    #[zbus(allow_interactive_auth)]
+    fn expose(
+        &self,
+        port: &str,
+        sources: &[&str],
+        ttl_seconds: u64,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
+
+    #[zbus(allow_interactive_auth)]
+    fn unexpose(&self, id: &str) -> zbus::Result<()>;
+
+    #[zbus(allow_interactive_auth)]
+    fn explain(&self, source: &str, port: &str) -> zbus::Result<(bool, String)>;
+
+    #[zbus(allow_interactive_auth)]
+    fn reconcile(&self) -> zbus::Result<()>;
+
+    #[zbus(allow_interactive_auth)]
+    fn reload_config(&self) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn firewalld_connected(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn docker_connected(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn default(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn bridge_zone(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn rule_count(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn last_reconcile(&self) -> zbus::Result<u64>;
 }

@@ -1005,3 +1005,168 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
     );
     std::fs::remove_file(rules).unwrap();
 }
+
+/// The `org.dockgate.Dockgate1` interface element of an introspection document, one tag per
+/// line, so that layout does not count.
+fn interface_element(xml: &str) -> Vec<String> {
+    let start = xml
+        .find("<interface name=\"org.dockgate.Dockgate1\">")
+        .expect("the interface is in the document");
+    let end = start + xml[start..].find("</interface>").expect("closed") + "</interface>".len();
+    xml[start..end]
+        .split('<')
+        .map(str::trim)
+        .filter(|part| !part.is_empty() && !part.starts_with("!--"))
+        .map(|part| format!("<{part}"))
+        .collect()
+}
+
+#[test]
+fn the_interface_xml_file_is_what_dockgated_serves() {
+    in_sandbox();
+    let service = Service::start("xml", "");
+    assert!(
+        eventually(Duration::from_secs(20), || try_sh(
+            "busctl --system status org.dockgate.Dockgate1"
+        )
+        .0),
+        "{}",
+        service.log()
+    );
+    let live = sh(
+        "busctl --system introspect --xml-interface org.dockgate.Dockgate1 /org/dockgate/Dockgate1",
+    );
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dbus/org.dockgate.Dockgate1.xml"
+    ))
+    .unwrap();
+    assert_eq!(interface_element(&file), interface_element(&live), "{live}");
+}
+
+fn dockgatectl(arguments: &str) -> (bool, String, String) {
+    try_sh(&format!("{DOCKGATECTL} {arguments}"))
+}
+
+/// Every dockgatectl command against the running daemon, as root and as an unprivileged user.
+#[test]
+fn dockgatectl_drives_every_command_over_the_bus() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    let _web = Container::httpd("ctl-web", "-p 8080:80");
+    let service = Service::start(
+        "ctl",
+        "trusted = [\"10.99.1.50\"]\n[[expose]]\nport = \"9999/tcp\"\nfrom = [\"any\"]\n",
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || dockgatectl("status").0),
+        "{}",
+        service.log()
+    );
+    service.wait_for_reconcile_after(0);
+    std::thread::sleep(Duration::from_secs(2));
+    allowed_and_denied("start");
+
+    let (_, status, _) = dockgatectl("status");
+    assert!(
+        status.contains("firewalld:  connected") && status.contains("default deny"),
+        "{status}"
+    );
+    let (ok, json, _) = dockgatectl("status --json");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(ok && json["rule_count"].as_u64().unwrap() > 0, "{json}");
+
+    let (ok, ports, stderr) = dockgatectl("ports");
+    assert!(ok, "{stderr}");
+    let line = ports
+        .lines()
+        .find(|line| line.contains("ctl-web"))
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert!(
+        line.contains("8080") && line.contains("trusted-only"),
+        "{ports}"
+    );
+
+    let (ok, id, stderr) =
+        dockgatectl("expose 8080/tcp --from 10.99.1.2 --for 1h --comment 'for the test'");
+    assert!(ok, "{stderr}");
+    let id = id.trim().to_owned();
+    assert_eq!(probe(HOST_V4, 8080), "open", "right after expose returned");
+    let (_, list, _) = dockgatectl("list");
+    let line = list
+        .lines()
+        .find(|line| line.trim_start().starts_with(&id))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        line.contains("10.99.1.2") && (line.contains("in 1h") || line.contains("in 59m")),
+        "{list}"
+    );
+    let (_, list, _) = dockgatectl("list --json");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let (_, ports, _) = dockgatectl("ports");
+    assert!(ports.contains("exposed"), "{ports}");
+
+    let (_, why, _) = dockgatectl("explain 10.99.1.2 8080/tcp");
+    assert_eq!(why.trim(), format!("allowed: exposure {id}"));
+    let (_, why, _) = dockgatectl("explain 10.99.1.50 8080/tcp");
+    assert!(why.starts_with("allowed: trusted source"), "{why}");
+    let (_, why, _) = dockgatectl("explain 10.99.1.3 8080/tcp");
+    assert!(why.starts_with("denied:"), "{why}");
+
+    let (ok, _, stderr) = dockgatectl(&format!("unexpose {id}"));
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        probe(HOST_V4, 8080),
+        "dropped",
+        "right after unexpose returned"
+    );
+    let (ok, _, stderr) = dockgatectl(&format!("unexpose {id}"));
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        format!("dockgatectl: NotFound: no exposure {id}")
+    );
+    let (ok, _, stderr) = dockgatectl("unexpose config-1");
+    assert!(
+        !ok && stderr.starts_with("dockgatectl: ReadOnly: config-1"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = dockgatectl("expose 80/icmp --from any");
+    assert!(
+        !ok && stderr.starts_with("dockgatectl: InvalidArgument: port"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+
+    let (ok, _, stderr) = dockgatectl("reconcile");
+    assert!(ok, "{stderr}");
+    let config = service.dockgate.dir.join("dockgate.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, "verdict = \"maybe\"\n").unwrap();
+    let (ok, _, stderr) = dockgatectl("reload");
+    assert!(
+        !ok && stderr.contains("dockgate.toml:1: verdict"),
+        "{stderr}"
+    );
+    std::fs::write(&config, good).unwrap();
+    let (ok, _, stderr) = dockgatectl("reload");
+    assert!(ok, "{stderr}");
+
+    let (ok, _, stderr) = try_sh(&format!(
+        "setpriv --reuid=65534 --regid=65534 --clear-groups {DOCKGATECTL} expose 8080/tcp --from any"
+    ));
+    assert!(
+        !ok && stderr.starts_with("dockgatectl: NotAuthorized:"),
+        "{stderr}"
+    );
+
+    let mut service = service;
+    service.signal("TERM");
+    let _ = service.child.wait();
+    let (ok, _, stderr) = dockgatectl("status");
+    assert!(
+        !ok && stderr.contains("dockgated is not running"),
+        "{stderr}"
+    );
+}

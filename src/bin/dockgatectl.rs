@@ -15,12 +15,45 @@ use dockgate::zones;
     about = "Control dockgate, the exposure policy for Docker-published ports"
 )]
 struct Cli {
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon at a glance: connections, policy, rules, exposures.
+    Status,
+    /// Every port Docker publishes and who may reach it.
+    Ports,
+    /// Every exposure, from the config and at run time.
+    List,
+    /// Let sources reach a published host port, e.g. `expose 8080/tcp --from 203.0.113.7 --for 1h`.
+    Expose {
+        /// Host port and protocol: 8080/tcp, 8000-8010/udp.
+        port: String,
+        /// Sources: addresses, CIDRs, ranges a-b, or any.
+        #[arg(long = "from", required = true, num_args = 1..)]
+        sources: Vec<String>,
+        /// How long (90s, 15m, 1h, 2d); until removed when absent.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Only while this container publishes the port.
+        #[arg(long)]
+        container: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Remove a runtime exposure by id.
+    Unexpose { id: String },
+    /// Would a new connection from SOURCE to PORT (8080/tcp) get through, and why?
+    Explain { source: String, port: String },
+    /// Re-read firewalld and Docker and re-apply.
+    Reconcile,
+    /// Re-read the config file; a bad one is refused and the old one stays.
+    Reload,
     /// Check a config file without asking the daemon; exit status 1 names the first mistake.
     CheckConfig {
         #[arg(default_value = config::DEFAULT_PATH)]
@@ -38,9 +71,282 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::DockerPrestart { state_dir } => docker_prestart(&state_dir).await,
+        command => match client::run(command, cli.json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("dockgatectl: {reason}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The commands that talk to dockgated over the system bus.
+mod client {
+    use std::collections::HashMap;
+
+    use comfy_table::{Table, presets::NOTHING};
+    use dockgate::api::Dockgate1Proxy;
+    use zbus::{OwnedVariant, Variant};
+
+    use super::Command;
+
+    /// One line: the D-Bus error's short name and its message, or what went wrong.
+    fn reason(error: zbus::Error) -> String {
+        match error {
+            zbus::Error::MethodError(name, message, _) => {
+                let short = name.rsplit('.').next().unwrap_or_default().to_owned();
+                format!("{short}: {}", message.unwrap_or_default())
+            }
+            zbus::Error::FDO(fdo) => match *fdo {
+                zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => {
+                    "dockgated is not running (nobody owns org.dockgate.Dockgate1)".to_owned()
+                }
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+
+    /// A returned value as JSON: the API only sends strings, numbers, booleans and string lists.
+    fn json(value: &OwnedVariant) -> serde_json::Value {
+        let value: &Variant<'_> = value;
+        match value {
+            Variant::Str(text) => serde_json::Value::from(text.as_str()),
+            Variant::Bool(flag) => serde_json::Value::from(*flag),
+            Variant::U16(n) => serde_json::Value::from(*n),
+            Variant::U32(n) => serde_json::Value::from(*n),
+            Variant::U64(n) => serde_json::Value::from(*n),
+            Variant::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Variant::Str(text) => serde_json::Value::from(text.as_str()),
+                        other => serde_json::Value::from(other.to_string()),
+                    })
+                    .collect(),
+            ),
+            other => serde_json::Value::from(other.to_string()),
+        }
+    }
+
+    fn text(entry: &HashMap<String, OwnedVariant>, key: &str) -> String {
+        match entry.get(key).map(json) {
+            Some(serde_json::Value::String(text)) => text,
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
+
+    fn print_entries(
+        entries: &[HashMap<String, OwnedVariant>],
+        columns: &[(&str, &str)],
+        as_json: bool,
+    ) {
+        if as_json {
+            let list: Vec<serde_json::Map<String, serde_json::Value>> = entries
+                .iter()
+                .map(|entry| {
+                    entry
+                        .iter()
+                        .map(|(key, value)| (key.clone(), json(value)))
+                        .collect()
+                })
+                .collect();
+            println!("{}", serde_json::Value::from(list));
+            return;
+        }
+        let mut table = Table::new();
+        table.load_style(NOTHING);
+        table.set_header(columns.iter().map(|(title, _)| *title));
+        for entry in entries {
+            table.add_row(columns.iter().map(|(_, key)| text(entry, key)));
+        }
+        println!("{table}");
+    }
+
+    fn expires(at: u64) -> String {
+        if at == 0 {
+            return "never".to_owned();
+        }
+        let now = dockgate::exposures::unix_now();
+        if at <= now {
+            "now".to_owned()
+        } else {
+            format!(
+                "in {}",
+                humantime::format_duration(std::time::Duration::from_secs(at - now))
+            )
+        }
+    }
+
+    pub async fn run(command: Command, as_json: bool) -> Result<(), String> {
+        let bus = zbus::Connection::system()
+            .await
+            .map_err(|error| format!("cannot connect to the system bus: {error}"))?;
+        let api = Dockgate1Proxy::builder(&bus)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(reason)?;
+        match command {
+            Command::Status => {
+                let exposures = api.list_exposures().await.map_err(reason)?;
+                let ports = api.list_ports().await.map_err(reason)?;
+                let last = api.last_reconcile().await.map_err(reason)?;
+                let status = serde_json::json!({
+                    "version": api.version().await.map_err(reason)?,
+                    "firewalld_connected": api.firewalld_connected().await.map_err(reason)?,
+                    "docker_connected": api.docker_connected().await.map_err(reason)?,
+                    "default": api.default().await.map_err(reason)?,
+                    "bridge_zone": api.bridge_zone().await.map_err(reason)?,
+                    "rule_count": api.rule_count().await.map_err(reason)?,
+                    "last_reconcile": last,
+                    "exposures": exposures.len(),
+                    "published_ports": ports.len(),
+                });
+                if as_json {
+                    println!("{status}");
+                    return Ok(());
+                }
+                let yes_no = |key: &str| {
+                    if status[key] == true {
+                        "connected"
+                    } else {
+                        "NOT CONNECTED"
+                    }
+                };
+                let ago = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|now| now.as_secs().saturating_sub(last / 1_000_000))
+                    .unwrap_or(0);
+                println!(
+                    "dockgated {}",
+                    status["version"].as_str().unwrap_or_default()
+                );
+                println!("  firewalld:  {}", yes_no("firewalld_connected"));
+                println!("  Docker:     {}", yes_no("docker_connected"));
+                println!(
+                    "  policy:     default {}, {} rules in force, bridges in zone {}",
+                    status["default"].as_str().unwrap_or_default(),
+                    status["rule_count"],
+                    status["bridge_zone"].as_str().unwrap_or_default()
+                );
+                if last == 0 {
+                    println!("  applied:    never");
+                } else {
+                    println!(
+                        "  applied:    {} ago",
+                        humantime::format_duration(std::time::Duration::from_secs(ago))
+                    );
+                }
+                let open = ports
+                    .iter()
+                    .filter(|port| text(port, "state") == "open")
+                    .count();
+                println!(
+                    "  ports:      {} published, {open} open to any source",
+                    ports.len()
+                );
+                println!("  exposures:  {}", exposures.len());
+            }
+            Command::Ports => {
+                let ports = api.list_ports().await.map_err(reason)?;
+                print_entries(
+                    &ports,
+                    &[
+                        ("CONTAINER", "container"),
+                        ("HOST IP", "host_ip"),
+                        ("PORT", "host_port"),
+                        ("PROTO", "protocol"),
+                        ("TO", "container_port"),
+                        ("STATE", "state"),
+                        ("SOURCES", "sources"),
+                    ],
+                    as_json,
+                );
+            }
+            Command::List => {
+                let mut exposures = api.list_exposures().await.map_err(reason)?;
+                if !as_json {
+                    for entry in &mut exposures {
+                        let at = match entry.get("expires_at").map(json) {
+                            Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
+                            _ => 0,
+                        };
+                        entry.insert(
+                            "expires".to_owned(),
+                            Variant::from(expires(at)).try_to_owned().expect("a string"),
+                        );
+                    }
+                }
+                print_entries(
+                    &exposures,
+                    &[
+                        ("ID", "id"),
+                        ("PORT", "port"),
+                        ("CONTAINER", "container"),
+                        ("SOURCES", "sources"),
+                        ("EXPIRES", "expires"),
+                        ("OWNER", "owner_uid"),
+                        ("ACTIVE", "active"),
+                        ("COMMENT", "comment"),
+                    ],
+                    as_json,
+                );
+            }
+            Command::Expose {
+                port,
+                sources,
+                ttl,
+                container,
+                comment,
+            } => {
+                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+                let mut options = HashMap::new();
+                if let Some(container) = &container {
+                    options.insert("container", Variant::from(container.as_str()));
+                }
+                if let Some(comment) = &comment {
+                    options.insert("comment", Variant::from(comment.as_str()));
+                }
+                let ttl = ttl.map_or(0, |ttl| ttl.as_secs().max(1));
+                let id = api
+                    .expose(&port, &sources, ttl, options)
+                    .await
+                    .map_err(reason)?;
+                if as_json {
+                    println!("{}", serde_json::json!({ "id": id }));
+                } else {
+                    println!("{id}");
+                }
+            }
+            Command::Unexpose { id } => api.unexpose(&id).await.map_err(reason)?,
+            Command::Explain { source, port } => {
+                let (allowed, why) = api.explain(&source, &port).await.map_err(reason)?;
+                if as_json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "allowed": allowed, "reason": why })
+                    );
+                } else {
+                    println!("{}: {why}", if allowed { "allowed" } else { "denied" });
+                }
+            }
+            Command::Reconcile => api.reconcile().await.map_err(reason)?,
+            Command::Reload => api.reload_config().await.map_err(reason)?,
+            Command::CheckConfig { .. } | Command::DockerPrestart { .. } => unreachable!(),
+        }
+        Ok(())
     }
 }
 
