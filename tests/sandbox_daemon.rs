@@ -1170,3 +1170,42 @@ fn dockgatectl_drives_every_command_over_the_bus() {
         "{stderr}"
     );
 }
+
+/// Issue 5: 50 callers at once, each exposing its own port, end with all 50 in place, each rule
+/// once, and nothing left for a re-apply to do.
+#[test]
+fn fifty_parallel_exposes_all_land_once() {
+    in_sandbox();
+    let service = Service::start("parallel", "trusted = [\"10.99.1.50\"]\n");
+    assert!(
+        eventually(Duration::from_secs(20), || try_sh(
+            "busctl --system status org.dockgate.Dockgate1"
+        )
+        .0),
+        "{}",
+        service.log()
+    );
+    service.wait_for_reconcile_after(0);
+    let (ok, _, stderr) = try_sh(&format!(
+        "for i in $(seq 1 50); do \
+           busctl --system call {API} Expose sasta{{sv}} $((20000+i))/tcp 1 203.0.113.$i 0 0 \
+             >/dev/null || echo failed $i >&2 & \
+         done; wait"
+    ));
+    assert!(ok && stderr.is_empty(), "{stderr}\n{}", service.log());
+    let ids = exposure_ids("root");
+    assert_eq!(ids.len(), 50, "{ids:?}");
+    for family in ["iptables", "ip6tables"] {
+        let rules: Vec<String> = sh(&format!("{family}-save -t mangle"))
+            .lines()
+            .filter(|line| line.contains("dockgate:expose:runtime-"))
+            .map(str::to_owned)
+            .collect();
+        let unique: std::collections::BTreeSet<&String> = rules.iter().collect();
+        assert_eq!(rules.len(), unique.len(), "{family}: duplicate rules");
+        if family == "iptables" {
+            assert_eq!(rules.len(), 50, "{family}: one rule per exposure");
+        }
+    }
+    assert_eq!(service.dockgate.reapply_writes(), 0);
+}
