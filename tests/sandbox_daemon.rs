@@ -1209,3 +1209,47 @@ fn fifty_parallel_exposes_all_land_once() {
     }
     assert_eq!(service.dockgate.reapply_writes(), 0);
 }
+
+/// Issue 5: a 60-second exposure made over the API opens the port and closes it when it
+/// expires, and not before.
+#[test]
+fn a_sixty_second_exposure_opens_and_closes_on_time() {
+    in_sandbox();
+    let _web = Container::httpd("ttl-web", "-p 8080:80");
+    let service = Service::start("ttl", "trusted = [\"10.99.1.50\"]\n");
+    assert!(
+        eventually(Duration::from_secs(20), || dockgatectl("status").0),
+        "{}",
+        service.log()
+    );
+    service.wait_for_reconcile_after(0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        probe_until(HOST_V4, 8080, "dropped", Duration::from_secs(10)),
+        "dropped"
+    );
+    let (ok, _, stderr) = dockgatectl("expose 8080/tcp --from 10.99.1.2 --for 60s");
+    let exposed = Instant::now();
+    assert!(ok, "{stderr}");
+    assert_eq!(probe(HOST_V4, 8080), "open", "right after expose");
+    while probe(HOST_V4, 8080) == "open" {
+        assert!(
+            exposed.elapsed() < Duration::from_secs(75),
+            "still open after 75 s:\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let closed_after = exposed.elapsed();
+    eprintln!(
+        "{}: a 60 s exposure closed after {:.1} s",
+        stack(),
+        closed_after.as_secs_f64()
+    );
+    // Expiry has one-second resolution: it may close up to a second early.
+    assert!(
+        closed_after >= Duration::from_secs(59),
+        "closed after {closed_after:?}"
+    );
+    assert_eq!(dockgatectl("list --json").1.matches("runtime-").count(), 0);
+}
