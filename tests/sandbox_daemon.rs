@@ -70,6 +70,18 @@ impl Service {
         self.log().matches("reconciled").count()
     }
 
+    /// Waits until the daemon owns its name on the system bus.
+    fn wait_for_api(&self) {
+        assert!(
+            eventually(Duration::from_secs(20), || try_sh(
+                "busctl --system status org.dockgate.Dockgate1"
+            )
+            .0),
+            "the API is not on the bus:\n{}",
+            self.log()
+        );
+    }
+
     /// Waits until a reconcile after `count` earlier ones is logged.
     fn wait_for_reconcile_after(&self, count: usize) {
         assert!(
@@ -94,20 +106,6 @@ fn allowed_and_denied(when: &str) {
         "{when}: the trusted source"
     );
     assert_eq!(probe(HOST_V4, 8080), "dropped", "{when}: a denied source");
-}
-
-fn probe_until_from(address: &str, port: u16, expected: &str, within: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let (_, answer, _) = try_sh(&format!(
-            "sandbox-ctl probe --from {address} {HOST_V4} {port}"
-        ));
-        let answer = answer.trim().to_owned();
-        if answer == expected || start.elapsed() > within {
-            return answer;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn zone_of(interface: &str) -> String {
@@ -589,12 +587,19 @@ fn diagnostics(service: &Service) -> String {
 
 /// firewalld.conf's CleanupOnExit, as firewalld reports it (the sandbox's private copy).
 fn cleanup_on_exit() -> String {
-    sh("busctl --system get-property org.fedoraproject.FirewallD1 \
-        /org/fedoraproject/FirewallD1/config org.fedoraproject.FirewallD1.config CleanupOnExit")
-    .trim()
-    .trim_start_matches("s ")
-    .trim_matches('"')
-    .to_owned()
+    busctl_string(&sh(
+        "busctl --system get-property org.fedoraproject.FirewallD1 \
+         /org/fedoraproject/FirewallD1/config org.fedoraproject.FirewallD1.config CleanupOnExit",
+    ))
+}
+
+/// The text of a single string busctl printed (`s "internal"`).
+fn busctl_string(output: &str) -> String {
+    output
+        .trim()
+        .trim_start_matches("s ")
+        .trim_matches('"')
+        .to_owned()
 }
 
 /// The zone of an interface, asked over D-Bus directly (firewall-cmd starts Python: too slow
@@ -604,11 +609,7 @@ fn zone_now(interface: &str) -> String {
         "busctl --system call org.fedoraproject.FirewallD1 /org/fedoraproject/FirewallD1 \
          org.fedoraproject.FirewallD1.zone getZoneOfInterface s {interface}"
     ));
-    stdout
-        .trim()
-        .trim_start_matches("s ")
-        .trim_matches('"')
-        .to_owned()
+    busctl_string(&stdout)
 }
 
 fn docker_answers() -> bool {
@@ -754,7 +755,7 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
     add_client_address(1, "10.99.1.50");
     add_client_address(1, "10.99.1.60");
     let _web = Container::httpd("rt-web", "-p 8080:80");
-    let now = unix_now() as u64;
+    let now = dockgate::exposures::unix_now();
     let ttl = 12;
     let exposures = format!(
         r#"{{"last_id":2,"exposures":[
@@ -791,13 +792,15 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
     // The short one closes on time, without any other event.
     let opened_until = now + ttl;
     assert!(
-        eventually(Duration::from_secs(ttl + 10), || probe_from_quick(
-            "10.99.1.60"
+        eventually(Duration::from_secs(ttl + 10), || probe_from(
+            "10.99.1.60",
+            HOST_V4,
+            8080
         ) == "dropped"),
         "the exposure did not close:\n{}",
         service.log()
     );
-    let closed = unix_now() as u64;
+    let closed = dockgate::exposures::unix_now();
     eprintln!(
         "{}: a {ttl} s exposure was closed {} s after its expiry",
         stack(),
@@ -811,39 +814,36 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
     let before = service.reconciles();
     service.restart();
     service.wait_for_reconcile_after(before);
-    assert_eq!(probe_from_quick("10.99.1.60"), "dropped");
+    assert_eq!(probe_from("10.99.1.60", HOST_V4, 8080), "dropped");
     allowed_and_denied("after a restart");
-}
-
-fn probe_from_quick(address: &str) -> String {
-    let (_, answer, _) = try_sh(&format!(
-        "sandbox-ctl probe --from {address} {HOST_V4} 8080"
-    ));
-    answer.trim().to_owned()
 }
 
 const API: &str = "org.dockgate.Dockgate1 /org/dockgate/Dockgate1 org.dockgate.Dockgate1";
 
-/// `busctl call` on dockgate's API, as `user` ("root" or an unprivileged one).
-fn busctl(user: &str, arguments: &str) -> (bool, String, String) {
-    let as_user = if user == "root" {
+/// The prefix that runs a command as `user`: nothing for root, setpriv (group nogroup, no
+/// supplementary groups) for anyone else.
+fn as_user(user: &str) -> String {
+    if user == "root" {
         String::new()
     } else {
         format!("setpriv --reuid={user} --regid=65534 --clear-groups ")
-    };
-    try_sh(&format!("{as_user}busctl --system call {API} {arguments}"))
+    }
+}
+
+/// `busctl call` on dockgate's API, as `user` ("root" or an unprivileged one).
+fn busctl(user: &str, arguments: &str) -> (bool, String, String) {
+    try_sh(&format!(
+        "{}busctl --system call {API} {arguments}",
+        as_user(user)
+    ))
 }
 
 /// The D-Bus error name of a call with a simple signature (dbus-send prints it; busctl does not).
 fn dbus_error(user: &str, method: &str, arguments: &str) -> String {
-    let as_user = if user == "root" {
-        String::new()
-    } else {
-        format!("setpriv --reuid={user} --regid=65534 --clear-groups ")
-    };
     let (_, _, stderr) = try_sh(&format!(
-        "{as_user}dbus-send --system --print-reply --dest=org.dockgate.Dockgate1 \
-         /org/dockgate/Dockgate1 org.dockgate.Dockgate1.{method} {arguments}"
+        "{}dbus-send --system --print-reply --dest=org.dockgate.Dockgate1 \
+         /org/dockgate/Dockgate1 org.dockgate.Dockgate1.{method} {arguments}",
+        as_user(user)
     ));
     stderr
 }
@@ -872,14 +872,7 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
         "api",
         "trusted = [\"10.99.1.50\"]\n[[expose]]\nport = \"9999/tcp\"\nfrom = [\"any\"]\n",
     );
-    assert!(
-        eventually(Duration::from_secs(20), || try_sh(
-            "busctl --system status org.dockgate.Dockgate1"
-        )
-        .0),
-        "the API is on the bus:\n{}",
-        service.log()
-    );
+    service.wait_for_api();
     service.wait_for_reconcile_after(0);
     // The first start may reload firewalld (CleanupOnExit): let Docker rebuild first.
     std::thread::sleep(Duration::from_secs(2));
@@ -1028,14 +1021,7 @@ fn interface_element(xml: &str) -> Vec<String> {
 fn the_interface_xml_file_is_what_dockgated_serves() {
     in_sandbox();
     let service = Service::start("xml", "");
-    assert!(
-        eventually(Duration::from_secs(20), || try_sh(
-            "busctl --system status org.dockgate.Dockgate1"
-        )
-        .0),
-        "{}",
-        service.log()
-    );
+    service.wait_for_api();
     let live = sh(
         "busctl --system introspect --xml-interface org.dockgate.Dockgate1 /org/dockgate/Dockgate1",
     );
@@ -1157,7 +1143,8 @@ fn dockgatectl_drives_every_command_over_the_bus() {
     assert!(ok, "{stderr}");
 
     let (ok, _, stderr) = try_sh(&format!(
-        "setpriv --reuid=65534 --regid=65534 --clear-groups {DOCKGATECTL} expose 8080/tcp --from any"
+        "{}{DOCKGATECTL} expose 8080/tcp --from any",
+        as_user("nobody")
     ));
     assert!(
         !ok && stderr.starts_with("dockgatectl: NotAuthorized:"),
@@ -1180,14 +1167,7 @@ fn dockgatectl_drives_every_command_over_the_bus() {
 fn fifty_parallel_exposes_all_land_once() {
     in_sandbox();
     let service = Service::start("parallel", "trusted = [\"10.99.1.50\"]\n");
-    assert!(
-        eventually(Duration::from_secs(20), || try_sh(
-            "busctl --system status org.dockgate.Dockgate1"
-        )
-        .0),
-        "{}",
-        service.log()
-    );
+    service.wait_for_api();
     service.wait_for_reconcile_after(0);
     let (ok, _, stderr) = try_sh(&format!(
         "for i in $(seq 1 50); do \

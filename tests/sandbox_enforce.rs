@@ -8,11 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn probe_from(address: &str, host: &str, port: u16) -> String {
-    let (_, stdout, _) = try_sh(&format!("sandbox-ctl probe --from {address} {host} {port}"));
-    stdout.trim().to_owned()
-}
-
 fn probe_client(client: u8, host: &str, port: u16) -> String {
     let (_, stdout, _) = try_sh(&format!(
         "sandbox-ctl probe --client {client} {host} {port}"
@@ -385,17 +380,6 @@ fn docker_user_jump_is_first() -> bool {
         .lines()
         .find(|line| line.starts_with("-A FORWARD"))
         .is_some_and(|line| line == "-A FORWARD -j DOCKER-USER")
-}
-
-fn probe_until_from(address: &str, port: u16, expected: &str, within: Duration) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        let answer = probe_from(address, HOST_V4, port);
-        if answer == expected || start.elapsed() > within {
-            return answer;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

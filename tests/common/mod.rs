@@ -66,6 +66,24 @@ pub fn probe_until(host: &str, port: u16, expected: &str, within: Duration) -> S
     }
 }
 
+/// A probe from client1 using one of its extra source addresses (see add_client_address).
+pub fn probe_from(address: &str, host: &str, port: u16) -> String {
+    let (_, stdout, _) = try_sh(&format!("sandbox-ctl probe --from {address} {host} {port}"));
+    stdout.trim().to_owned()
+}
+
+/// Probes HOST_V4 from `address` until the answer is `expected` or the time is up.
+pub fn probe_until_from(address: &str, port: u16, expected: &str, within: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let answer = probe_from(address, HOST_V4, port);
+        if answer == expected || start.elapsed() > within {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Polls a condition until it holds or the time is up; whether it held.
 pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
