@@ -16,6 +16,7 @@ use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 use crate::config::{Config, DefaultPolicy, Exposure, PortRange, Source};
 use crate::docker::PublishedPort;
 use crate::exposures::{InvalidArgument, Request, RuntimeExposure};
+use crate::plan;
 
 pub const BUS_NAME: &str = "org.dockgate.Dockgate1";
 pub const OBJECT_PATH: &str = "/org/dockgate/Dockgate1";
@@ -90,7 +91,12 @@ pub struct Api {
 
 impl Api {
     fn status(&self) -> Status {
-        self.status.lock().expect("status lock").clone()
+        self.read(Status::clone)
+    }
+
+    /// One look at the status without copying all of it (the properties need one field each).
+    fn read<T>(&self, look: impl FnOnce(&Status) -> T) -> T {
+        look(&self.status.lock().expect("status lock"))
     }
 
     async fn call(&self, call: Call) -> Result<String, ApiError> {
@@ -182,20 +188,10 @@ fn source_contains(source: &Source, address: IpAddr) -> bool {
 
 /// Every exposure (config first, then runtime) with the id callers know it by.
 fn all_exposures(status: &Status) -> Vec<(String, Exposure, &'static str, u64, u32)> {
-    let mut all: Vec<_> = status
-        .config
-        .expose
-        .iter()
-        .enumerate()
-        .map(|(index, exposure)| {
-            (
-                format!("config-{}", index + 1),
-                exposure.clone(),
-                "config",
-                0,
-                0,
-            )
-        })
+    let mut all: Vec<_> = plan::config_exposure_ids(&status.config)
+        .into_iter()
+        .zip(&status.config.expose)
+        .map(|(id, exposure)| (id, exposure.clone(), "config", 0, 0))
         .collect();
     all.extend(status.runtime.iter().map(|entry| {
         (
@@ -207,18 +203,6 @@ fn all_exposures(status: &Status) -> Vec<(String, Exposure, &'static str, u64, u
         )
     }));
     all
-}
-
-fn is_active(exposure: &Exposure, ports: &[PublishedPort]) -> bool {
-    match &exposure.container {
-        None => true,
-        Some(name) => ports.iter().any(|published| {
-            &published.container == name
-                && exposure
-                    .port
-                    .contains(published.host_port, published.protocol)
-        }),
-    }
 }
 
 #[zbus::interface(name = "org.dockgate.Dockgate1")]
@@ -242,7 +226,7 @@ impl Api {
                     .map(|(_, exposure, ..)| exposure)
                     .filter(|exposure| {
                         exposure.port.contains(port.host_port, port.protocol)
-                            && is_active(exposure, &status.ports)
+                            && plan::in_force(exposure, &status.ports)
                     })
                     .collect();
                 let mut sources: Vec<String> = status
@@ -296,7 +280,7 @@ impl Api {
             .into_iter()
             .map(|(id, exposure, origin, expires_at, owner_uid)| {
                 let sources: Vec<String> = exposure.from.iter().map(|s| s.to_string()).collect();
-                let active = is_active(&exposure, &status.ports);
+                let active = plan::in_force(&exposure, &status.ports);
                 HashMap::from([
                     ("id".to_owned(), value(id)),
                     ("port".to_owned(), value(exposure.port.to_string())),
@@ -434,7 +418,7 @@ impl Api {
                     .iter()
                     .any(|allowed| source_contains(allowed, address))
             {
-                if !is_active(&exposure, &status.ports) {
+                if !plan::in_force(&exposure, &status.ports) {
                     continue;
                 }
                 return Ok((true, format!("exposure {id}")));
@@ -476,32 +460,32 @@ impl Api {
 
     #[zbus(property)]
     fn firewalld_connected(&self) -> bool {
-        self.status().firewalld_connected
+        self.read(|status| status.firewalld_connected)
     }
 
     #[zbus(property)]
     fn docker_connected(&self) -> bool {
-        self.status().docker_connected
+        self.read(|status| status.docker_connected)
     }
 
     #[zbus(property)]
     fn default(&self) -> String {
-        self.status().config.default.to_string()
+        self.read(|status| status.config.default.to_string())
     }
 
     #[zbus(property)]
     fn bridge_zone(&self) -> String {
-        self.status().bridge_zone
+        self.read(|status| status.bridge_zone.clone())
     }
 
     #[zbus(property)]
     fn rule_count(&self) -> u32 {
-        self.status().rule_count
+        self.read(|status| status.rule_count)
     }
 
     #[zbus(property)]
     fn last_reconcile(&self) -> u64 {
-        self.status().last_reconcile
+        self.read(|status| status.last_reconcile)
     }
 
     #[zbus(signal)]

@@ -90,22 +90,8 @@ impl Request<'_> {
                 ),
             ));
         }
-        let container = match self.container {
-            Some(name) => {
-                check_length("container", name)?;
-                config::check_container(name).map_err(|error| invalid("container", error))?;
-                Some(name.to_owned())
-            }
-            None => None,
-        };
-        let comment = match self.comment {
-            Some(text) => {
-                check_length("comment", text)?;
-                config::check_comment(text).map_err(|error| invalid("comment", error))?;
-                Some(text.to_owned())
-            }
-            None => None,
-        };
+        let container = optional("container", self.container, config::check_container)?;
+        let comment = optional("comment", self.comment, config::check_comment)?;
         Ok(Exposure {
             port,
             from,
@@ -113,6 +99,18 @@ impl Request<'_> {
             comment,
         })
     }
+}
+
+/// An optional string field: absent, or within length and passing `check`.
+fn optional(
+    field: &str,
+    text: Option<&str>,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, InvalidArgument> {
+    let Some(text) = text else { return Ok(None) };
+    check_length(field, text)?;
+    check(text).map_err(|error| invalid(field, error))?;
+    Ok(Some(text.to_owned()))
 }
 
 fn check_length(field: &str, text: &str) -> Result<(), InvalidArgument> {

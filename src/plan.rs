@@ -109,21 +109,25 @@ impl Plan {
     }
 }
 
-/// The exposures in force: a container-bound exposure only counts while that container
-/// publishes the port.
+/// Whether an exposure is in force: a container-bound exposure only counts while that
+/// container publishes the port.
+pub fn in_force(exposure: &Exposure, ports: &[PublishedPort]) -> bool {
+    match &exposure.container {
+        None => true,
+        Some(name) => ports.iter().any(|published| {
+            &published.container == name
+                && exposure
+                    .port
+                    .contains(published.host_port, published.protocol)
+        }),
+    }
+}
+
+/// The exposures in force (see [`in_force`]).
 pub fn active<'a>(exposures: &[Identified<'a>], ports: &[PublishedPort]) -> Vec<Identified<'a>> {
     exposures
         .iter()
-        .filter(|entry| match &entry.exposure.container {
-            None => true,
-            Some(name) => ports.iter().any(|published| {
-                &published.container == name
-                    && entry
-                        .exposure
-                        .port
-                        .contains(published.host_port, published.protocol)
-            }),
-        })
+        .filter(|entry| in_force(entry.exposure, ports))
         .copied()
         .collect()
 }

@@ -15,6 +15,17 @@ fn good() -> (String, Vec<String>) {
     ("8080/tcp".to_owned(), strings(&["203.0.113.7"]))
 }
 
+fn good_exposure() -> Exposure {
+    let (port, sources) = good();
+    Request {
+        port: &port,
+        sources: &sources,
+        ..Request::default()
+    }
+    .check()
+    .unwrap()
+}
+
 /// The field a bad request is refused for.
 fn refused(request: Request<'_>) -> String {
     match request.check() {
@@ -172,14 +183,7 @@ fn every_bad_field_is_named() {
 #[test]
 fn exposures_persist_with_ids_that_are_never_reused() {
     let state = scratch("persist");
-    let (port, sources) = good();
-    let exposure = Request {
-        port: &port,
-        sources: &sources,
-        ..Request::default()
-    }
-    .check()
-    .unwrap();
+    let exposure = good_exposure();
     let mut store = Store::load(state.clone()).unwrap();
     let first = store.add(exposure.clone(), 0, 1000, 100).unwrap();
     let second = store.add(exposure.clone(), 60, 0, 100).unwrap();
@@ -205,14 +209,7 @@ fn exposures_persist_with_ids_that_are_never_reused() {
 #[test]
 fn expiry_applies_also_to_time_that_passed_while_down() {
     let state = scratch("expiry");
-    let (port, sources) = good();
-    let exposure = Request {
-        port: &port,
-        sources: &sources,
-        ..Request::default()
-    }
-    .check()
-    .unwrap();
+    let exposure = good_exposure();
     let mut store = Store::load(state.clone()).unwrap();
     let short = store.add(exposure.clone(), 60, 0, 1_000).unwrap();
     let long = store.add(exposure.clone(), 3600, 0, 1_000).unwrap();
