@@ -129,13 +129,16 @@ pub struct Outcome {
 }
 
 /// Makes both layers of firewalld's direct configuration equal to the plan; touches nothing
-/// that is not dockgate's.
-pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, FirewalldError> {
+/// that is not dockgate's. `in_kernel` is called once the kernel holds the plan, before the
+/// permanent layer is written (the daemon answers its D-Bus callers there).
+pub async fn apply(
+    firewalld: &Firewalld,
+    plan: &Plan,
+    in_kernel: impl FnOnce(),
+) -> Result<Outcome, FirewalldError> {
     let started = std::time::Instant::now();
     let mut outcome = Outcome::default();
 
-    let permanent = firewalld.permanent_direct().await?;
-    let permanent_changes = diff(plan, &permanent.chains, &permanent.rules);
     let runtime_chains = firewalld.chains(Layer::Runtime).await?;
     let runtime_rules = firewalld.rules(Layer::Runtime).await?;
 
@@ -149,6 +152,7 @@ pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, Firewa
         && firewalld.major_version().await? >= 2;
 
     if bootstrap {
+        let permanent = firewalld.permanent_direct().await?;
         firewalld
             .set_permanent_direct(&planned_permanent(permanent, plan))
             .await?;
@@ -157,6 +161,7 @@ pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, Firewa
         outcome.reloaded = true;
         outcome.rules_added = plan.rules.len();
         outcome.in_kernel_after = started.elapsed();
+        in_kernel();
         return Ok(outcome);
     }
 
@@ -200,10 +205,12 @@ pub async fn apply(firewalld: &Firewalld, plan: &Plan) -> Result<Outcome, Firewa
         outcome.writes += 1;
     }
     outcome.in_kernel_after = started.elapsed();
+    in_kernel();
 
-    // The permanent layer last: rewriting it costs firewalld time in proportion to all its
-    // rules, and until the next reload the runtime layer is what is in force.
-    if !permanent_changes.is_empty() {
+    // The permanent layer last: reading and rewriting it costs firewalld time in proportion to
+    // all its rules, and until the next reload the runtime layer is what is in force.
+    let permanent = firewalld.permanent_direct().await?;
+    if !diff(plan, &permanent.chains, &permanent.rules).is_empty() {
         firewalld
             .set_permanent_direct(&planned_permanent(permanent, plan))
             .await?;

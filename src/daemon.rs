@@ -50,6 +50,27 @@ pub enum Message {
     Call(Call, Reply),
 }
 
+/// A D-Bus caller waiting for the reconcile that carries out its call.
+struct Waiting {
+    reply: Reply,
+    /// What to answer on success (the new exposure's id for Expose).
+    answer: String,
+    /// Answered as soon as the kernel holds the new rules (Expose, Unexpose): the permanent
+    /// layer, zone docker and the bridges are the same whatever the caller asked for. Other
+    /// calls wait for the whole reconcile.
+    in_kernel_is_enough: bool,
+}
+
+impl Waiting {
+    fn new(reply: Reply, answer: String, in_kernel_is_enough: bool) -> Self {
+        Waiting {
+            reply,
+            answer,
+            in_kernel_is_enough,
+        }
+    }
+}
+
 pub struct Daemon {
     enforcer: Enforcer,
     config_path: PathBuf,
@@ -58,8 +79,8 @@ pub struct Daemon {
     exposures: Store,
     /// The system bus to serve the D-Bus API on; None serves none.
     bus: Option<zbus::Connection>,
-    /// Callers waiting for the next reconcile, with what to answer them.
-    waiting: Vec<(Reply, String)>,
+    /// Callers waiting for the next reconcile.
+    waiting: Vec<Waiting>,
     exposures_changed: bool,
     status: Arc<Mutex<Status>>,
 }
@@ -152,7 +173,7 @@ impl Daemon {
                     .map_or(0, |elapsed| elapsed.as_micros() as u64);
             }
         }
-        for (reply, answer) in self.waiting.drain(..) {
+        for Waiting { reply, answer, .. } in self.waiting.drain(..) {
             let _ = reply.send(match outcome {
                 Ok(_) => Ok(answer),
                 Err(ReconcileError::FirewalldNotRunning) => Err(ApiError::FirewallUnavailable(
@@ -318,9 +339,21 @@ impl Daemon {
                     continue;
                 }
             }
+            let (waiting, status, exposures) = (&mut self.waiting, &self.status, &self.exposures);
+            let answer_early = || {
+                status.lock().expect("status lock").runtime = exposures.all().to_vec();
+                let (now, later) = std::mem::take(waiting)
+                    .into_iter()
+                    .partition(|caller| caller.in_kernel_is_enough);
+                *waiting = later;
+                for Waiting { reply, answer, .. } in now {
+                    // A dropped reply is a caller that went away: nothing to tell.
+                    let _ = reply.send(Ok(answer));
+                }
+            };
             let result = self
                 .enforcer
-                .reconcile_with(&self.config, self.exposures.all(), &view, bind_now)
+                .reconcile_with(&self.config, exposures.all(), &view, bind_now, answer_early)
                 .await;
             match &result {
                 Ok(done) => {
@@ -435,7 +468,7 @@ impl Daemon {
                 Ok(id) => {
                     triggers.insert(format!("Expose {id} by uid {uid}"));
                     self.exposures_changed = true;
-                    self.waiting.push((reply, id));
+                    self.waiting.push(Waiting::new(reply, id, true));
                 }
                 Err(error) => {
                     let _ = reply.send(Err(ApiError::Failed(error.to_string())));
@@ -457,7 +490,7 @@ impl Daemon {
                     Ok(_) => {
                         triggers.insert(format!("Unexpose {id} by uid {uid}"));
                         self.exposures_changed = true;
-                        self.waiting.push((reply, String::new()));
+                        self.waiting.push(Waiting::new(reply, String::new(), true));
                     }
                     Err(StoreError::NotFound(_)) => {
                         let _ = reply.send(Err(ApiError::NotFound(format!("no exposure {id}"))));
@@ -469,7 +502,7 @@ impl Daemon {
             }
             Call::Reconcile { uid } => {
                 triggers.insert(format!("Reconcile by uid {uid}"));
-                self.waiting.push((reply, String::new()));
+                self.waiting.push(Waiting::new(reply, String::new(), false));
             }
             Call::ReloadConfig { uid } => match Config::load(&self.config_path) {
                 Ok(config) => {
@@ -477,7 +510,7 @@ impl Daemon {
                     self.config = config;
                     self.exposures_changed = true;
                     triggers.insert(format!("ReloadConfig by uid {uid}"));
-                    self.waiting.push((reply, String::new()));
+                    self.waiting.push(Waiting::new(reply, String::new(), false));
                 }
                 Err(error) => {
                     tracing::error!(%error, uid, "new config refused; keeping the last good policy");

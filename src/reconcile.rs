@@ -112,21 +112,24 @@ impl Enforcer {
         let docker = self.docker_view().await?;
         let mut store = Store::load(self.state.clone())?;
         store.expire(exposures::unix_now())?;
-        self.reconcile_since(started, config, store.all(), &docker, true)
+        self.reconcile_since(started, config, store.all(), &docker, true, || ())
             .await
     }
 
     /// Applies the config to a given view of Docker (the daemon passes an empty one while
     /// Docker is down, so that Docker starts behind the policy). Without `bind_now` the
     /// bridges are left where they are (the daemon waits for Docker to finish its own work).
+    /// `in_kernel` is called once the kernel holds the planned rules, before the rest
+    /// (permanent layer, zone docker, bridges) is done.
     pub async fn reconcile_with(
         &self,
         config: &Config,
         runtime: &[RuntimeExposure],
         docker: &DockerView,
         bind_now: bool,
+        in_kernel: impl FnOnce(),
     ) -> Result<Reconciled, ReconcileError> {
-        self.reconcile_since(Instant::now(), config, runtime, docker, bind_now)
+        self.reconcile_since(Instant::now(), config, runtime, docker, bind_now, in_kernel)
             .await
     }
 
@@ -137,13 +140,14 @@ impl Enforcer {
         runtime: &[RuntimeExposure],
         docker: &DockerView,
         bind_now: bool,
+        in_kernel: impl FnOnce(),
     ) -> Result<Reconciled, ReconcileError> {
         self.require_firewalld().await?;
         let plan = plan_for(config, runtime, docker);
         let cleanup_on_exit_changed = self.keep_rules_on_exit(!plan.rules.is_empty()).await?;
         tracing::debug!(cleanup_on_exit_changed, "CleanupOnExit checked");
         let before_apply = started.elapsed();
-        let rules = apply::apply(&self.firewalld, &plan).await?;
+        let rules = apply::apply(&self.firewalld, &plan, in_kernel).await?;
         tracing::debug!(writes = rules.writes, "rules applied");
         let in_kernel_after = before_apply + rules.in_kernel_after;
         let zone = zones::apply_access(&self.firewalld, &self.state, &config.zone).await?;
@@ -185,7 +189,7 @@ impl Enforcer {
     /// back as dockgate found them and the bridges back in zone docker.
     pub async fn remove(&self) -> Result<(Outcome, ZoneOutcome), ReconcileError> {
         self.require_firewalld().await?;
-        let rules = apply::apply(&self.firewalld, &Plan::default()).await?;
+        let rules = apply::apply(&self.firewalld, &Plan::default(), || ()).await?;
         let zone = zones::restore(&self.firewalld, &self.state).await?;
         self.keep_rules_on_exit(false).await?;
         Ok((rules, zone))
