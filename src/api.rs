@@ -111,23 +111,38 @@ impl Api {
     }
 }
 
-/// The caller's uid, once it may do `action`: uid 0 always may; anyone else is asked of
-/// polkit with the caller's bus name as the subject, interactively when the call allows it.
+/// Who called, as the bus daemon vouches for it: for the log of every change.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    uid: u32,
+    /// None on a bus that does not know the peer's process (not the system bus).
+    pid: Option<u32>,
+}
+
+/// The caller, once it may do `action`: uid 0 always may; anyone else is asked of polkit with
+/// the caller's bus name as the subject, interactively when the call allows it.
 async fn authorize(
     connection: &zbus::Connection,
     header: &Header<'_>,
     action: &str,
-) -> Result<u32, ApiError> {
+) -> Result<Caller, ApiError> {
     let sender = header
         .sender()
         .ok_or_else(|| ApiError::NotAuthorized(format!("{action}: a call without a sender")))?;
     let dbus = zbus::fdo::DBusProxy::new(connection).await?;
-    let uid = dbus
-        .get_connection_unix_user(sender.clone().into())
+    let credentials = dbus
+        .get_connection_credentials(sender.clone().into())
         .await
         .map_err(zbus::Error::from)?;
+    let uid = credentials.unix_user_id().ok_or_else(|| {
+        ApiError::NotAuthorized(format!("{action}: the bus does not know the caller's uid"))
+    })?;
+    let caller = Caller {
+        uid,
+        pid: credentials.process_id(),
+    };
     if uid == 0 {
-        return Ok(uid);
+        return Ok(caller);
     }
     let subject = Subject::new_for_message_header(header)
         .map_err(|error| ApiError::NotAuthorized(format!("{action}: {error}")))?;
@@ -145,7 +160,7 @@ async fn authorize(
         .await
         .map_err(|error| ApiError::NotAuthorized(format!("{action}: polkit: {error}")))?;
     if result.is_authorized {
-        Ok(uid)
+        Ok(caller)
     } else {
         Err(ApiError::NotAuthorized(format!(
             "uid {uid} is not authorized for {action}"
@@ -316,7 +331,7 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<String, ApiError> {
-        let uid = authorize(connection, &header, ACTION_EXPOSE).await?;
+        let caller = authorize(connection, &header, ACTION_EXPOSE).await?;
         if let Some(key) = options
             .keys()
             .find(|key| !OPTION_KEYS.contains(&key.as_str()))
@@ -337,7 +352,8 @@ impl Api {
         }
         .check()?;
         tracing::info!(
-            uid,
+            uid = caller.uid,
+            pid = caller.pid,
             caller = ?header.sender(),
             method = "Expose",
             port = %exposure.port,
@@ -350,7 +366,7 @@ impl Api {
         self.call(Call::Expose {
             exposure,
             ttl_seconds,
-            uid,
+            uid: caller.uid,
         })
         .await
     }
@@ -361,14 +377,19 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), ApiError> {
-        let uid = authorize(connection, &header, ACTION_EXPOSE).await?;
+        let caller = authorize(connection, &header, ACTION_EXPOSE).await?;
         if id.len() > 64 {
             return Err(ApiError::InvalidArgument(
                 "id: longer than any exposure id".to_owned(),
             ));
         }
-        tracing::info!(uid, caller = ?header.sender(), method = "Unexpose", id, "D-Bus call");
-        self.call(Call::Unexpose { id, uid }).await.map(|_| ())
+        tracing::info!(uid = caller.uid, pid = caller.pid, caller = ?header.sender(), method = "Unexpose", id, "D-Bus call");
+        self.call(Call::Unexpose {
+            id,
+            uid: caller.uid,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Would a new connection from `source` to host port `port` ("8080/tcp") get through?
@@ -438,9 +459,11 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), ApiError> {
-        let uid = authorize(connection, &header, ACTION_ADMIN).await?;
-        tracing::info!(uid, caller = ?header.sender(), method = "Reconcile", "D-Bus call");
-        self.call(Call::Reconcile { uid }).await.map(|_| ())
+        let caller = authorize(connection, &header, ACTION_ADMIN).await?;
+        tracing::info!(uid = caller.uid, pid = caller.pid, caller = ?header.sender(), method = "Reconcile", "D-Bus call");
+        self.call(Call::Reconcile { uid: caller.uid })
+            .await
+            .map(|_| ())
     }
 
     async fn reload_config(
@@ -448,9 +471,11 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), ApiError> {
-        let uid = authorize(connection, &header, ACTION_ADMIN).await?;
-        tracing::info!(uid, caller = ?header.sender(), method = "ReloadConfig", "D-Bus call");
-        self.call(Call::ReloadConfig { uid }).await.map(|_| ())
+        let caller = authorize(connection, &header, ACTION_ADMIN).await?;
+        tracing::info!(uid = caller.uid, pid = caller.pid, caller = ?header.sender(), method = "ReloadConfig", "D-Bus call");
+        self.call(Call::ReloadConfig { uid: caller.uid })
+            .await
+            .map(|_| ())
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

@@ -995,8 +995,13 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
     );
     assert_eq!(probe(HOST_V4, 8080), "open");
     assert!(
-        service.log().contains("uid=65534") && service.log().contains("method=\"Expose\""),
-        "the call is logged with the caller's uid:\n{}",
+        service
+            .log()
+            .lines()
+            .any(|line| line.contains("uid=65534 pid=")
+                && line.contains("method=\"Expose\"")
+                && line.contains("8080/tcp")),
+        "the call is logged with the caller's uid, pid and arguments:\n{}",
         service.log()
     );
     std::fs::remove_file(rules).unwrap();
