@@ -201,6 +201,57 @@ fn source_contains(source: &Source, address: IpAddr) -> bool {
     }
 }
 
+/// Who may reach one published port from other hosts, as ListPorts reports it.
+#[derive(Debug, PartialEq, Eq)]
+struct PortAccess {
+    /// "denied", "trusted-only", "exposed" or "open" (SPEC §4).
+    state: &'static str,
+    sources: Vec<String>,
+}
+
+/// A port bound to a loopback address is "denied" whatever the policy says: no other host can
+/// reach it (the kernel drops packets from outside addressed to 127.0.0.0/8 or ::1).
+fn port_access(
+    port: &PublishedPort,
+    config: &Config,
+    exposures: &[Exposure],
+    ports: &[PublishedPort],
+) -> PortAccess {
+    if port.is_loopback_only() {
+        return PortAccess {
+            state: "denied",
+            sources: Vec::new(),
+        };
+    }
+    let matching: Vec<&Exposure> = exposures
+        .iter()
+        .filter(|exposure| {
+            exposure.port.contains(port.host_port, port.protocol) && plan::in_force(exposure, ports)
+        })
+        .collect();
+    let mut sources: Vec<String> = config.trusted.iter().map(|s| s.to_string()).collect();
+    sources.extend(
+        matching
+            .iter()
+            .flat_map(|exposure| exposure.from.iter().map(|s| s.to_string())),
+    );
+    let state = if config.default == DefaultPolicy::Allow
+        || matching
+            .iter()
+            .any(|exposure| exposure.from.contains(&Source::Any))
+        || config.trusted.contains(&Source::Any)
+    {
+        "open"
+    } else if !matching.is_empty() {
+        "exposed"
+    } else if !config.trusted.is_empty() {
+        "trusted-only"
+    } else {
+        "denied"
+    };
+    PortAccess { state, sources }
+}
+
 /// Every exposure (config first, then runtime) with the id callers know it by.
 fn all_exposures(status: &Status) -> Vec<(String, Exposure, &'static str, u64, u32)> {
     let mut all: Vec<_> = plan::config_exposure_ids(&status.config)
@@ -231,44 +282,15 @@ impl Api {
     ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
         authorize(connection, &header, ACTION_READ).await?;
         let status = self.status();
-        let exposures = all_exposures(&status);
+        let exposures: Vec<Exposure> = all_exposures(&status)
+            .into_iter()
+            .map(|(_, exposure, ..)| exposure)
+            .collect();
         Ok(status
             .ports
             .iter()
             .map(|port| {
-                let matching: Vec<&Exposure> = exposures
-                    .iter()
-                    .map(|(_, exposure, ..)| exposure)
-                    .filter(|exposure| {
-                        exposure.port.contains(port.host_port, port.protocol)
-                            && plan::in_force(exposure, &status.ports)
-                    })
-                    .collect();
-                let mut sources: Vec<String> = status
-                    .config
-                    .trusted
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                sources.extend(
-                    matching
-                        .iter()
-                        .flat_map(|exposure| exposure.from.iter().map(|s| s.to_string())),
-                );
-                let state = if status.config.default == DefaultPolicy::Allow
-                    || matching
-                        .iter()
-                        .any(|exposure| exposure.from.contains(&Source::Any))
-                    || status.config.trusted.contains(&Source::Any)
-                {
-                    "open"
-                } else if !matching.is_empty() {
-                    "exposed"
-                } else if !status.config.trusted.is_empty() {
-                    "trusted-only"
-                } else {
-                    "denied"
-                };
+                let access = port_access(port, &status.config, &exposures, &status.ports);
                 HashMap::from([
                     ("container".to_owned(), value(port.container.clone())),
                     ("container_id".to_owned(), value(port.container_id.clone())),
@@ -276,8 +298,9 @@ impl Api {
                     ("host_port".to_owned(), value(port.host_port)),
                     ("protocol".to_owned(), value(port.protocol.to_string())),
                     ("container_port".to_owned(), value(port.container_port)),
-                    ("state".to_owned(), value(state)),
-                    ("sources".to_owned(), value(sources)),
+                    ("state".to_owned(), value(access.state)),
+                    ("sources".to_owned(), value(access.sources)),
+                    ("loopback_only".to_owned(), value(port.is_loopback_only())),
                 ])
             })
             .collect())
@@ -575,3 +598,6 @@ pub trait Dockgate1 {
     #[zbus(property)]
     fn last_reconcile(&self) -> zbus::Result<u64>;
 }
+
+#[cfg(test)]
+mod tests;

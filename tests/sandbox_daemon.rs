@@ -1048,6 +1048,7 @@ fn dockgatectl_drives_every_command_over_the_bus() {
     in_sandbox();
     add_client_address(1, "10.99.1.50");
     let _web = Container::httpd("ctl-web", "-p 8080:80");
+    let _local = Container::httpd("ctl-local", "-p 127.0.0.1:9999:80");
     let service = Service::start(
         "ctl",
         "trusted = [\"10.99.1.50\"]\n[[expose]]\nport = \"9999/tcp\"\nfrom = [\"any\"]\n",
@@ -1079,6 +1080,24 @@ fn dockgatectl_drives_every_command_over_the_bus() {
     assert!(
         line.contains("8080") && line.contains("trusted-only"),
         "{ports}"
+    );
+    // 9999 is exposed to any source, but bound to loopback: nobody else can reach it.
+    let line = ports
+        .lines()
+        .find(|line| line.contains("ctl-local"))
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert!(line.contains("loopback only"), "{ports}");
+    let (_, ports, _) = dockgatectl("ports --json");
+    let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    let local = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|port| port["container"] == "ctl-local")
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert!(
+        local["state"] == "denied" && local["loopback_only"] == true,
+        "{local}"
     );
 
     let (ok, id, stderr) =

@@ -260,7 +260,19 @@ mod client {
                 println!("  exposures:  {}", exposures.len());
             }
             Command::Ports => {
-                let ports = api.list_ports().await.map_err(reason)?;
+                let mut ports = api.list_ports().await.map_err(reason)?;
+                if !as_json {
+                    for entry in &mut ports {
+                        if text(entry, "loopback_only") == "true" {
+                            entry.insert(
+                                "state".to_owned(),
+                                Variant::from("loopback only")
+                                    .try_to_owned()
+                                    .expect("a string"),
+                            );
+                        }
+                    }
+                }
                 print_entries(
                     &ports,
                     &[
