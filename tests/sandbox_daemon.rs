@@ -1260,3 +1260,129 @@ fn a_sixty_second_exposure_opens_and_closes_on_time() {
     );
     assert_eq!(dockgatectl("list --json").1.matches("runtime-").count(), 0);
 }
+
+/// Runs `command` in a new terminal (script(1) gives it a pty as its controlling terminal) and
+/// types `answer` once `prompt` appears in what it prints. Returns whether it succeeded, and
+/// everything it printed.
+fn in_terminal(command: &str, prompt: &str, answer: &str) -> (bool, String) {
+    use std::io::{Read, Write};
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let printed = printed.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+                printed
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let started = Instant::now();
+    let mut answered = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            break child.wait().unwrap();
+        }
+        if !answered && printed.lock().unwrap().contains(prompt) {
+            stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+            answered = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let printed = printed.lock().unwrap().clone();
+    (status.success(), printed + &stderr)
+}
+
+/// Issue 5: where polkit wants a password (here auth_self for one user), dockgatectl run in a
+/// terminal asks for it through pkttyagent, and the exposure is made once it is given. Without
+/// a terminal nobody could answer, so polkit refuses at once.
+#[test]
+fn dockgatectl_asks_for_the_password_in_a_terminal() {
+    in_sandbox();
+    let _web = Container::httpd("tty-web", "-p 8080:80");
+    let service = Service::start("tty", "trusted = [\"10.99.1.50\"]\n");
+    service.wait_for_api();
+    service.wait_for_reconcile_after(0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        probe_until(HOST_V4, 8080, "dropped", Duration::from_secs(10)),
+        "dropped"
+    );
+
+    // A user with a password, in the sandbox's private /etc/passwd and /etc/shadow. The hash
+    // is `openssl passwd -6 -salt dockgatetest sesame-dockgate`.
+    const PASSWORD: &str = "sesame-dockgate";
+    sh("grep -q '^dgtest:' /etc/passwd || { \
+          echo 'dgtest:x:64998:65534:dockgate test:/nonexistent:/usr/sbin/nologin' >> /etc/passwd; \
+          echo 'dgtest:$6$dockgatetest$G2tY5KVQrahn/e1f2InaviaPO8OBfvMqztfGnIE9vwVLnXT529eLPmAVPq3tIlKajY6U71BhjcU606Ush2SQI0:20000:0:99999:7:::' >> /etc/shadow; }");
+    let rules = "/etc/polkit-1/rules.d/50-dockgate-tty-test.rules";
+    std::fs::write(
+        rules,
+        "polkit.addRule(function(action, subject) {\n\
+           if (action.id.indexOf(\"org.dockgate.Dockgate1.\") == 0 && subject.user == \"dgtest\")\n\
+             return polkit.Result.AUTH_SELF;\n\
+         });\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let as_dgtest = "setpriv --reuid=dgtest --regid=65534 --clear-groups";
+    let expose = format!("{as_dgtest} {DOCKGATECTL} expose 8080/tcp --from 10.99.1.2");
+
+    let started = Instant::now();
+    let (ok, _, stderr) = try_sh(&format!("{expose} </dev/null"));
+    assert!(
+        !ok && stderr.contains("NotAuthorized") && started.elapsed() < Duration::from_secs(10),
+        "without a terminal: {stderr}"
+    );
+
+    // The prompt comes, and a wrong password is refused.
+    let (ok, printed) = in_terminal(&expose, "Password:", "not-the-password");
+    assert!(
+        !ok && printed.contains("AUTHENTICATING FOR org.dockgate.Dockgate1.expose")
+            && printed.contains("NotAuthorized"),
+        "a wrong password: {printed}"
+    );
+    assert_eq!(probe(HOST_V4, 8080), "dropped", "after a wrong password");
+
+    let (ok, printed) = in_terminal(&expose, "Password:", PASSWORD);
+    assert!(
+        ok && printed.contains("AUTHENTICATING FOR org.dockgate.Dockgate1.expose")
+            && printed.contains("runtime-"),
+        "{printed}\n{}",
+        service.log()
+    );
+    assert_eq!(probe(HOST_V4, 8080), "open", "after the password was given");
+    assert!(
+        service
+            .log()
+            .lines()
+            .any(|line| line.contains("uid=64998") && line.contains("method=\"Expose\"")),
+        "{}",
+        service.log()
+    );
+    std::fs::remove_file(rules).unwrap();
+}

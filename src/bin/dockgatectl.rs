@@ -190,6 +190,8 @@ mod client {
     }
 
     pub async fn run(command: Command, as_json: bool) -> Result<(), String> {
+        // Lives until the call is answered: polkit may ask it for a password meanwhile.
+        let _agent = super::agent::TtyAgent::start();
         let bus = zbus::Connection::system()
             .await
             .map_err(|error| format!("cannot connect to the system bus: {error}"))?;
@@ -359,6 +361,60 @@ mod client {
             Command::CheckConfig { .. } | Command::DockerPrestart { .. } => unreachable!(),
         }
         Ok(())
+    }
+}
+
+/// polkit's text agent, so that a call needing a password (auth_admin, auth_self) asks for it
+/// in the terminal instead of being refused. Started much as systemctl starts it: pkttyagent
+/// registers for its parent process and closes `--notify-fd` once it is registered; our calls
+/// set ALLOW_INTERACTIVE_AUTH, and polkitd finds the agent through the caller's process.
+/// Unlike systemctl, not `--fallback`: polkitd ignores a fallback agent when the caller has no
+/// logind session (a console without pam_systemd, a container, the test sandbox), and the
+/// terminal the command runs in is where its user looks. No crate starts pkttyagent, so this is
+/// by hand.
+mod agent {
+    use std::io::{IsTerminal, Read};
+    use std::os::fd::AsRawFd;
+    use std::process::{Child, Command, Stdio};
+
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::{Pid, geteuid, pipe2};
+
+    pub struct TtyAgent(Child);
+
+    impl TtyAgent {
+        /// None when nobody could answer a prompt (stdin is not a terminal), when root calls
+        /// (uid 0 needs no polkit), or when pkttyagent cannot be started: the call then goes
+        /// ahead and polkit answers without asking.
+        pub fn start() -> Option<TtyAgent> {
+            if geteuid().is_root() || !std::io::stdin().is_terminal() {
+                return None;
+            }
+            let (ready, registered) = pipe2(OFlag::O_CLOEXEC).ok()?;
+            // Only the child's copy of the write end may stay open across exec.
+            fcntl(&registered, FcntlArg::F_SETFD(FdFlag::empty())).ok()?;
+            // Where polkit puts it on RHEL, Fedora and Debian; not looked up in PATH.
+            let child = Command::new("/usr/bin/pkttyagent")
+                .args(["--notify-fd", &registered.as_raw_fd().to_string()])
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .ok()?;
+            drop(registered);
+            // End of file once pkttyagent registered (or gave up and exited).
+            let _ = std::fs::File::from(ready).read(&mut [0u8; 1]);
+            Some(TtyAgent(child))
+        }
+    }
+
+    impl Drop for TtyAgent {
+        fn drop(&mut self) {
+            // SIGTERM lets it unregister from polkitd.
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
     }
 }
 
