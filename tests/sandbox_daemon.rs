@@ -838,6 +838,27 @@ fn busctl(user: &str, arguments: &str) -> (bool, String, String) {
     ))
 }
 
+/// Expose through dockgate's own D-Bus client, as root; the error as "name: message".
+fn expose_with_client(port: &str, sources: &[String]) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let bus = zbus::Connection::system().await.unwrap();
+        let api = dockgate::api::Dockgate1Proxy::new(&bus).await.unwrap();
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+        api.expose(port, &sources, 0, std::collections::HashMap::new())
+            .await
+            .map_err(|error| match error {
+                zbus::Error::MethodError(name, message, _) => {
+                    format!("{name}: {}", message.unwrap_or_default())
+                }
+                other => other.to_string(),
+            })
+    })
+}
+
 /// The D-Bus error name of a call with a simple signature (dbus-send prints it; busctl does not).
 fn dbus_error(user: &str, method: &str, arguments: &str) -> String {
     let (_, _, stderr) = try_sh(&format!(
@@ -906,10 +927,35 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
             "options.container",
         ),
         ("Expose sasta{sv} 8080/tcp 1 any 0 1 color s red", "options"),
+        ("Expose sasta{sv} 70000/tcp 1 any 0 0", "port"),
+        ("Expose sasta{sv} 9000-8000/tcp 1 any 0 0", "port"),
+        ("Expose sasta{sv} 8080/tcp 1 300.1.2.3 0 0", "sources[0]"),
+        (
+            "Expose sasta{sv} 8080/tcp 2 10.0.0.1 10.0.0.9-10.0.0.1 0 0",
+            "sources[1]",
+        ),
+        ("Expose sasta{sv} 8080/tcp 1 10.0.0.0/33 0 0", "sources[0]"),
     ] {
         let (ok, _, stderr) = busctl("root", arguments);
         assert!(!ok, "{arguments} was accepted");
         assert!(stderr.contains(field), "{arguments}: {stderr}");
+    }
+    // Too big for a command line (one argument may be 128 KiB): through dockgate's own client.
+    let huge = "1".repeat(1 << 20);
+    let many: Vec<String> = (0..10_000)
+        .map(|n| format!("10.{}.{}.1", n / 256, n % 256))
+        .collect();
+    for (port, sources, field) in [
+        ("8080/tcp", vec![huge.clone()], "sources[0]"),
+        (huge.as_str(), vec!["any".to_owned()], "port"),
+        ("8080/tcp", many, "sources"),
+    ] {
+        let error = expose_with_client(port, &sources).expect_err("accepted");
+        assert!(
+            error.contains("org.dockgate.Dockgate1.Error.InvalidArgument") && error.contains(field),
+            "{field}: {}",
+            &error[..error.len().min(300)]
+        );
     }
     let wrong_signature = dbus_error("root", "Expose", "string:80/tcp");
     assert!(
