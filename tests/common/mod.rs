@@ -190,7 +190,8 @@ pub struct Dockgate {
 
 impl Dockgate {
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("dockgate-test-{name}"));
+        // Per stack: the sandboxes of both stacks share the machine's /tmp and may run at once.
+        let dir = std::env::temp_dir().join(format!("dockgate-test-{}-{name}", stack()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Dockgate { dir }
