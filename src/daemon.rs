@@ -83,6 +83,17 @@ pub struct Daemon {
     waiting: Vec<Waiting>,
     exposures_changed: bool,
     status: Arc<Mutex<Status>>,
+    /// What the next reconcile is for, for the log; empty while there is nothing to do.
+    triggers: BTreeSet<String>,
+    /// When to try again after a failed reconcile, and how long the next wait will be.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// When to bind the bridges after firewalld reloaded (Docker is rebuilding until then).
+    bind_at: Option<Instant>,
+    /// What the last successful reconcile applied: Docker's events that leave it unchanged
+    /// need no firewalld call at all.
+    applied: Option<(Plan, Vec<String>)>,
+    last_reconcile: Option<Instant>,
 }
 
 impl Daemon {
@@ -102,6 +113,12 @@ impl Daemon {
             waiting: Vec::new(),
             exposures_changed: false,
             status: Arc::default(),
+            triggers: BTreeSet::from(["start".to_owned()]),
+            retry_at: None,
+            retry_delay: FIRST_RETRY,
+            bind_at: None,
+            applied: None,
+            last_reconcile: None,
         }
     }
 
@@ -223,192 +240,197 @@ impl Daemon {
         ));
         tokio::spawn(watch_docker(self.enforcer.docker.watch(), sender.clone()));
         tokio::spawn(watch_signals(sender.clone()));
-
-        let mut triggers: BTreeSet<String> = BTreeSet::from(["start".to_owned()]);
-        let mut retry_at: Option<Instant> = None;
-        let mut retry_delay = FIRST_RETRY;
-        let mut bind_at: Option<Instant> = None;
-        // What the last successful reconcile applied: Docker's events that leave it unchanged
-        // need no firewalld call at all.
-        let mut applied: Option<(Plan, Vec<String>)> = None;
-        let mut last_reconcile: Option<Instant> = None;
-        loop {
-            if triggers.is_empty() {
-                let expiry_at = self.exposures.next_expiry().map(|at| {
-                    Instant::now() + Duration::from_secs(at.saturating_sub(exposures::unix_now()))
-                });
-                let wake = [retry_at, bind_at, expiry_at].into_iter().flatten().min();
-                let message = match wake {
-                    Some(at) => match tokio::time::timeout_at(at, inbox.recv()).await {
-                        Ok(message) => message,
-                        Err(_) => {
-                            if retry_at.is_some_and(|at| at <= Instant::now()) {
-                                triggers.insert("retry".to_owned());
-                                retry_at = None;
-                            }
-                            if bind_at.is_some_and(|at| at <= Instant::now()) {
-                                triggers.insert("bind after Docker's rebuild".to_owned());
-                                bind_at = None;
-                            }
-                            if expiry_at.is_some_and(|at| at <= Instant::now()) {
-                                triggers.insert("exposure expired".to_owned());
-                            }
-                            continue;
-                        }
-                    },
-                    None => inbox.recv().await,
-                };
-                let Some(message) = message else { return };
-                if !self.handle(message, &mut triggers, bind_at).await {
-                    return;
-                }
+        while self.collect_triggers(&mut inbox).await {
+            if !self.triggers.is_empty() {
+                self.reconcile(api.as_ref()).await;
             }
-            // Coalesce: take everything that arrives shortly after the first event, and while
-            // only Docker is talking, until a burst gap has passed since the last reconcile.
-            let first = Instant::now();
-            loop {
-                let mut deadline = first + COALESCE;
-                if !self.waiting.is_empty() {
-                    // A caller waits: take what is queued already, no more.
-                    deadline = first;
-                } else if let Some(last) = last_reconcile
-                    && only_docker_events(&triggers)
-                {
-                    deadline = deadline.max(last + DOCKER_BURST_GAP);
-                }
-                match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                    Ok(Some(message)) => {
-                        if !self.handle(message, &mut triggers, bind_at).await {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-            if triggers.is_empty() {
-                continue;
-            }
-            let trigger = triggers.iter().cloned().collect::<Vec<_>>().join(",");
-            let firewalld_restarted = triggers
-                .iter()
-                .any(|t| t == "firewalld reloaded" || t == "firewalld started");
-            let trigger_set = std::mem::take(&mut triggers);
-            let bind_now = match (&self.config.zone.bind, firewalld_restarted) {
-                (Some(_), true) => {
-                    bind_at = Some(Instant::now() + DOCKER_REBUILD_PAUSE);
-                    false
-                }
-                _ => bind_at.is_none(),
-            };
-
-            tracing::debug!(trigger, "reconciling");
-            match self.exposures.expire(exposures::unix_now()) {
-                Ok(expired) => {
-                    self.exposures_changed |= !expired.is_empty();
-                    for exposure in expired {
-                        tracing::info!(id = exposure.id, port = %exposure.port, owner_uid = exposure.owner_uid, "exposure expired");
-                    }
-                }
-                Err(error) => tracing::error!(%error, "cannot take out expired exposures"),
-            }
-            let mut docker_ok = true;
-            let view = match self.enforcer.docker_view().await {
-                Ok(view) => view,
-                Err(error) => {
-                    docker_ok = false;
-                    // Apply without Docker's view (Docker's own bridge names are still
-                    // judged), so that Docker, when it starts, meets the policy.
-                    tracing::warn!(%error, "Docker is not reachable; applying the policy without its view");
-                    DockerView::default()
-                }
-            };
-            tracing::debug!(
-                ports = view.ports.len(),
-                bridges = view.bridges.len(),
-                "Docker read"
-            );
-            if only_docker_events(&trigger_set) && retry_at.is_none() && bind_at.is_none() {
-                let wanted = (
-                    plan_for(&self.config, self.exposures.all(), &view),
-                    view.bridges.clone(),
-                );
-                if applied.as_ref() == Some(&wanted) {
-                    tracing::debug!(trigger, "Docker changed nothing dockgate enforces");
-                    self.status.lock().expect("status lock").ports = view.ports;
-                    continue;
-                }
-            }
-            let (waiting, status, exposures) = (&mut self.waiting, &self.status, &self.exposures);
-            let answer_early = || {
-                status.lock().expect("status lock").runtime = exposures.all().to_vec();
-                let (now, later) = std::mem::take(waiting)
-                    .into_iter()
-                    .partition(|caller| caller.in_kernel_is_enough);
-                *waiting = later;
-                for Waiting { reply, answer, .. } in now {
-                    // A dropped reply is a caller that went away: nothing to tell.
-                    let _ = reply.send(Ok(answer));
-                }
-            };
-            let result = self
-                .enforcer
-                .reconcile_with(&self.config, exposures.all(), &view, bind_now, answer_early)
-                .await;
-            match &result {
-                Ok(done) => {
-                    retry_delay = FIRST_RETRY;
-                    retry_at = None;
-                    last_reconcile = Some(Instant::now());
-                    applied = Some((done.plan.clone(), view.bridges.clone()));
-                    tracing::info!(
-                        trigger,
-                        rules = done.plan.rules.len(),
-                        added = done.rules.rules_added,
-                        removed = done.rules.rules_removed,
-                        writes = done.writes(),
-                        bridges_bound = done.bridges_bound,
-                        reloaded = done.reloaded,
-                        duration_ms = done.duration.as_millis() as u64,
-                        "reconciled"
-                    );
-                }
-                Err(error) => {
-                    applied = None;
-                    tracing::warn!(trigger, %error, retry_in_ms = retry_delay.as_millis() as u64, "reconcile failed");
-                    retry_at = Some(Instant::now() + retry_delay);
-                    retry_delay = (retry_delay * 2).min(MAX_RETRY);
-                }
-            }
-            let outcome = result.as_ref().map(|done| (done, docker_ok));
-            self.publish(api.as_ref(), outcome, &trigger, &view).await;
         }
     }
 
+    /// Waits for something to do (a message, a retry, a bind, an expiry), then coalesces what
+    /// follows shortly after into `triggers`. False when the daemon is to exit.
+    async fn collect_triggers(&mut self, inbox: &mut mpsc::Receiver<Message>) -> bool {
+        if self.triggers.is_empty() {
+            let expiry_at = self.exposures.next_expiry().map(|at| {
+                Instant::now() + Duration::from_secs(at.saturating_sub(exposures::unix_now()))
+            });
+            let wake = [self.retry_at, self.bind_at, expiry_at]
+                .into_iter()
+                .flatten()
+                .min();
+            let received = match wake {
+                Some(at) => tokio::time::timeout_at(at, inbox.recv()).await.ok(),
+                None => Some(inbox.recv().await),
+            };
+            match received {
+                Some(Some(message)) => {
+                    if !self.handle(message).await {
+                        return false;
+                    }
+                }
+                Some(None) => return false,
+                // A timer is due.
+                None => {
+                    if self.retry_at.is_some_and(|at| at <= Instant::now()) {
+                        self.triggers.insert("retry".to_owned());
+                        self.retry_at = None;
+                    }
+                    if self.bind_at.is_some_and(|at| at <= Instant::now()) {
+                        self.triggers
+                            .insert("bind after Docker's rebuild".to_owned());
+                        self.bind_at = None;
+                    }
+                    if expiry_at.is_some_and(|at| at <= Instant::now()) {
+                        self.triggers.insert("exposure expired".to_owned());
+                    }
+                    if self.triggers.is_empty() {
+                        return true;
+                    }
+                }
+            }
+        }
+        // Coalesce: take everything that arrives shortly after the first event, and while
+        // only Docker is talking, until a burst gap has passed since the last reconcile.
+        let first = Instant::now();
+        loop {
+            let mut deadline = first + COALESCE;
+            if !self.waiting.is_empty() {
+                // A caller waits: take what is queued already, no more.
+                deadline = first;
+            } else if let Some(last) = self.last_reconcile
+                && only_docker_events(&self.triggers)
+            {
+                deadline = deadline.max(last + DOCKER_BURST_GAP);
+            }
+            match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                Ok(Some(message)) => {
+                    if !self.handle(message).await {
+                        return false;
+                    }
+                }
+                Ok(None) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// One reconcile for the triggers collected, then the status, signals and callers.
+    async fn reconcile(&mut self, api: Option<&InterfaceRef<Api>>) {
+        let trigger = self.triggers.iter().cloned().collect::<Vec<_>>().join(",");
+        let firewalld_restarted = self
+            .triggers
+            .iter()
+            .any(|t| t == "firewalld reloaded" || t == "firewalld started");
+        let trigger_set = std::mem::take(&mut self.triggers);
+        let bind_now = match (&self.config.zone.bind, firewalld_restarted) {
+            (Some(_), true) => {
+                self.bind_at = Some(Instant::now() + DOCKER_REBUILD_PAUSE);
+                false
+            }
+            _ => self.bind_at.is_none(),
+        };
+
+        tracing::debug!(trigger, "reconciling");
+        match self.exposures.expire(exposures::unix_now()) {
+            Ok(expired) => {
+                self.exposures_changed |= !expired.is_empty();
+                for exposure in expired {
+                    tracing::info!(id = exposure.id, port = %exposure.port, owner_uid = exposure.owner_uid, "exposure expired");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot take out expired exposures"),
+        }
+        let mut docker_ok = true;
+        let view = match self.enforcer.docker_view().await {
+            Ok(view) => view,
+            Err(error) => {
+                docker_ok = false;
+                // Apply without Docker's view (Docker's own bridge names are still
+                // judged), so that Docker, when it starts, meets the policy.
+                tracing::warn!(%error, "Docker is not reachable; applying the policy without its view");
+                DockerView::default()
+            }
+        };
+        tracing::debug!(
+            ports = view.ports.len(),
+            bridges = view.bridges.len(),
+            "Docker read"
+        );
+        if only_docker_events(&trigger_set) && self.retry_at.is_none() && self.bind_at.is_none() {
+            let wanted = (
+                plan_for(&self.config, self.exposures.all(), &view),
+                view.bridges.clone(),
+            );
+            if self.applied.as_ref() == Some(&wanted) {
+                tracing::debug!(trigger, "Docker changed nothing dockgate enforces");
+                self.status.lock().expect("status lock").ports = view.ports;
+                return;
+            }
+        }
+        let (waiting, status, exposures) = (&mut self.waiting, &self.status, &self.exposures);
+        let answer_early = || {
+            status.lock().expect("status lock").runtime = exposures.all().to_vec();
+            let (now, later) = std::mem::take(waiting)
+                .into_iter()
+                .partition(|caller| caller.in_kernel_is_enough);
+            *waiting = later;
+            for Waiting { reply, answer, .. } in now {
+                // A dropped reply is a caller that went away: nothing to tell.
+                let _ = reply.send(Ok(answer));
+            }
+        };
+        let result = self
+            .enforcer
+            .reconcile_with(&self.config, exposures.all(), &view, bind_now, answer_early)
+            .await;
+        match &result {
+            Ok(done) => {
+                self.retry_delay = FIRST_RETRY;
+                self.retry_at = None;
+                self.last_reconcile = Some(Instant::now());
+                self.applied = Some((done.plan.clone(), view.bridges.clone()));
+                tracing::info!(
+                    trigger,
+                    rules = done.plan.rules.len(),
+                    added = done.rules.rules_added,
+                    removed = done.rules.rules_removed,
+                    writes = done.writes(),
+                    bridges_bound = done.bridges_bound,
+                    reloaded = done.reloaded,
+                    duration_ms = done.duration.as_millis() as u64,
+                    "reconciled"
+                );
+            }
+            Err(error) => {
+                self.applied = None;
+                tracing::warn!(trigger, %error, retry_in_ms = self.retry_delay.as_millis() as u64, "reconcile failed");
+                self.retry_at = Some(Instant::now() + self.retry_delay);
+                self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+            }
+        }
+        let outcome = result.as_ref().map(|done| (done, docker_ok));
+        self.publish(api, outcome, &trigger, &view).await;
+    }
+
     /// Handles one message; false when the daemon is to exit.
-    async fn handle(
-        &mut self,
-        message: Message,
-        triggers: &mut BTreeSet<String>,
-        bind_at: Option<Instant>,
-    ) -> bool {
+    async fn handle(&mut self, message: Message) -> bool {
         match message {
             Message::DockerBack => {
-                triggers.insert("docker connected".to_owned());
+                self.triggers.insert("docker connected".to_owned());
                 // Docker is up with its bridges in zone docker: bind them at once rather than
                 // after the coalescing window, unless firewalld is still being rebuilt by
                 // Docker (then the pause after the reload applies).
                 if let Some(bind) = &self.config.zone.bind
-                    && bind_at.is_none()
+                    && self.bind_at.is_none()
                 {
                     self.bind_bridges_now(bind).await;
                 }
             }
             Message::Changed(what) => {
-                triggers.insert(what);
+                self.triggers.insert(what);
             }
             Message::DockerGone => {
-                triggers.insert("docker stopped".to_owned());
+                self.triggers.insert("docker stopped".to_owned());
                 if self.config.zone.bind.is_some() {
                     // dockerd may be restarting without docker.service's prestart (a plain
                     // `dockerd` or a kill): give it its bridges back before it starts again.
@@ -429,13 +451,13 @@ impl Daemon {
                     tracing::info!(path = %self.config_path.display(), "config reloaded");
                     self.config = config;
                     self.exposures_changed = true;
-                    triggers.insert("config reloaded".to_owned());
+                    self.triggers.insert("config reloaded".to_owned());
                 }
                 Err(error) => {
                     tracing::error!(%error, "new config refused; keeping the last good policy")
                 }
             },
-            Message::Call(call, reply) => self.handle_call(call, reply, triggers),
+            Message::Call(call, reply) => self.handle_call(call, reply),
             Message::Shutdown => {
                 tracing::info!("exiting; the rules stay in place");
                 return false;
@@ -455,7 +477,7 @@ fn only_docker_events(triggers: &BTreeSet<String>) -> bool {
 
 impl Daemon {
     /// A caller's change: saved at once, answered after the reconcile that applies it.
-    fn handle_call(&mut self, call: Call, reply: Reply, triggers: &mut BTreeSet<String>) {
+    fn handle_call(&mut self, call: Call, reply: Reply) {
         match call {
             Call::Expose {
                 exposure,
@@ -466,7 +488,7 @@ impl Daemon {
                 .add(exposure, ttl_seconds, uid, exposures::unix_now())
             {
                 Ok(id) => {
-                    triggers.insert(format!("Expose {id} by uid {uid}"));
+                    self.triggers.insert(format!("Expose {id} by uid {uid}"));
                     self.exposures_changed = true;
                     self.waiting.push(Waiting::new(reply, id, true));
                 }
@@ -488,7 +510,7 @@ impl Daemon {
                 }
                 match self.exposures.remove(&id) {
                     Ok(_) => {
-                        triggers.insert(format!("Unexpose {id} by uid {uid}"));
+                        self.triggers.insert(format!("Unexpose {id} by uid {uid}"));
                         self.exposures_changed = true;
                         self.waiting.push(Waiting::new(reply, String::new(), true));
                     }
@@ -501,7 +523,7 @@ impl Daemon {
                 }
             }
             Call::Reconcile { uid } => {
-                triggers.insert(format!("Reconcile by uid {uid}"));
+                self.triggers.insert(format!("Reconcile by uid {uid}"));
                 self.waiting.push(Waiting::new(reply, String::new(), false));
             }
             Call::ReloadConfig { uid } => match Config::load(&self.config_path) {
@@ -509,7 +531,7 @@ impl Daemon {
                     tracing::info!(path = %self.config_path.display(), uid, "config reloaded");
                     self.config = config;
                     self.exposures_changed = true;
-                    triggers.insert(format!("ReloadConfig by uid {uid}"));
+                    self.triggers.insert(format!("ReloadConfig by uid {uid}"));
                     self.waiting.push(Waiting::new(reply, String::new(), false));
                 }
                 Err(error) => {
