@@ -252,6 +252,62 @@ fn port_access(
     PortAccess { state, sources }
 }
 
+/// Would a new connection from `address` to host port(s) `port` get through, and why.
+fn explain(status: &Status, address: IpAddr, port: PortRange) -> (bool, String) {
+    let published: Vec<&PublishedPort> = status
+        .ports
+        .iter()
+        .filter(|published| port.contains(published.host_port, published.protocol))
+        .collect();
+    if let Some(first) = published.first()
+        && published
+            .iter()
+            .all(|published| published.is_loopback_only())
+    {
+        return (
+            false,
+            format!(
+                "{port} is published on {} only: no other host can reach it",
+                first.host_ip
+            ),
+        );
+    }
+    if status.config.default == DefaultPolicy::Allow {
+        return (
+            true,
+            "default = \"allow\": dockgate lets everything through".into(),
+        );
+    }
+    if let Some(trusted) = status
+        .config
+        .trusted
+        .iter()
+        .find(|trusted| source_contains(trusted, address))
+    {
+        return (true, format!("trusted source {trusted}"));
+    }
+    for (id, exposure, ..) in all_exposures(status) {
+        if exposure.port.protocol == port.protocol
+            && exposure.port.first <= port.first
+            && port.last <= exposure.port.last
+            && exposure
+                .from
+                .iter()
+                .any(|allowed| source_contains(allowed, address))
+            && plan::in_force(&exposure, &status.ports)
+        {
+            return (true, format!("exposure {id}"));
+        }
+    }
+    (
+        false,
+        format!(
+            "no trusted source and no exposure of {port} lets {address} in: verdict {}",
+            status.config.verdict
+        ),
+    )
+}
+
 /// Every exposure (config first, then runtime) with the id callers know it by.
 fn all_exposures(status: &Status) -> Vec<(String, Exposure, &'static str, u64, u32)> {
     let mut all: Vec<_> = plan::config_exposure_ids(&status.config)
@@ -438,43 +494,7 @@ impl Api {
         }
         .check()?
         .port;
-        let status = self.status();
-        if status.config.default == DefaultPolicy::Allow {
-            return Ok((
-                true,
-                "default = \"allow\": dockgate lets everything through".into(),
-            ));
-        }
-        if let Some(trusted) = status
-            .config
-            .trusted
-            .iter()
-            .find(|trusted| source_contains(trusted, address))
-        {
-            return Ok((true, format!("trusted source {trusted}")));
-        }
-        for (id, exposure, ..) in all_exposures(&status) {
-            if exposure.port.protocol == port.protocol
-                && exposure.port.first <= port.first
-                && port.last <= exposure.port.last
-                && exposure
-                    .from
-                    .iter()
-                    .any(|allowed| source_contains(allowed, address))
-            {
-                if !plan::in_force(&exposure, &status.ports) {
-                    continue;
-                }
-                return Ok((true, format!("exposure {id}")));
-            }
-        }
-        Ok((
-            false,
-            format!(
-                "no trusted source and no exposure of {port} lets {address} in: verdict {}",
-                status.config.verdict
-            ),
-        ))
+        Ok(explain(&self.status(), address, port))
     }
 
     async fn reconcile(

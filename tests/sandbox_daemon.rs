@@ -1197,6 +1197,13 @@ fn dockgatectl_drives_every_command_over_the_bus() {
     assert!(why.starts_with("allowed: trusted source"), "{why}");
     let (_, why, _) = dockgatectl("explain 10.99.1.3 8080/tcp");
     assert!(why.starts_with("denied:"), "{why}");
+    // 9999 is exposed to any source but published on loopback only, and packets agree.
+    let (_, why, _) = dockgatectl("explain 10.99.1.2 9999/tcp");
+    assert!(
+        why.starts_with("denied: 9999/tcp is published on 127.0.0.1 only"),
+        "{why}"
+    );
+    assert_ne!(probe(HOST_V4, 9999), "open");
 
     let (ok, _, stderr) = dockgatectl(&format!("unexpose {id}"));
     assert!(ok, "{stderr}");

@@ -82,3 +82,65 @@ fn a_port_bound_to_loopback_is_denied_whatever_the_policy() {
         }
     }
 }
+
+fn status(text: &str, ports: Vec<PublishedPort>) -> Status {
+    Status {
+        config: config(text),
+        ports,
+        ..Status::default()
+    }
+}
+
+fn port_range(text: &str) -> PortRange {
+    Request {
+        port: text,
+        sources: &["any".to_owned()],
+        ..Request::default()
+    }
+    .check()
+    .unwrap()
+    .port
+}
+
+#[test]
+fn explain_names_what_lets_a_source_in_or_why_not() {
+    let text =
+        "trusted = [\"10.0.0.0/8\"]\n[[expose]]\nport = \"8080/tcp\"\nfrom = [\"203.0.113.7\"]\n";
+    let status = status(text, vec![published("web", "0.0.0.0", 8080)]);
+    let web = port_range("8080/tcp");
+    assert_eq!(
+        explain(&status, "10.1.2.3".parse().unwrap(), web),
+        (true, "trusted source 10.0.0.0/8".to_owned())
+    );
+    assert_eq!(
+        explain(&status, "203.0.113.7".parse().unwrap(), web),
+        (true, "exposure config-1".to_owned())
+    );
+    let (allowed, why) = explain(&status, "198.51.100.1".parse().unwrap(), web);
+    assert!(!allowed && why.contains("verdict drop"), "{why}");
+    // Not published at all: the policy still answers for when it is.
+    let (allowed, _) = explain(
+        &status,
+        "203.0.113.7".parse().unwrap(),
+        port_range("8081/tcp"),
+    );
+    assert!(!allowed);
+}
+
+#[test]
+fn explain_says_a_port_bound_to_loopback_only_is_out_of_reach() {
+    let open = "default = \"allow\"\n";
+    let local = status(open, vec![published("web", "127.0.0.1", 9000)]);
+    let (allowed, why) = explain(&local, "10.1.2.3".parse().unwrap(), port_range("9000/tcp"));
+    assert!(!allowed && why.contains("127.0.0.1 only"), "{why}");
+    // Also published on every address: the policy decides.
+    let both = status(
+        open,
+        vec![
+            published("web", "127.0.0.1", 9000),
+            published("web", "0.0.0.0", 9000),
+        ],
+    );
+    let (allowed, _) = explain(&both, "10.1.2.3".parse().unwrap(), port_range("9000/tcp"));
+    assert!(allowed);
+}
