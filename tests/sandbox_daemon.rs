@@ -82,6 +82,13 @@ impl Service {
         );
     }
 
+    /// Waits for the first reconcile, then for Docker to rebuild after the reload that first
+    /// start may make (CleanupOnExit, first registration): the pause dockgate itself waits.
+    fn wait_until_settled(&self) {
+        self.wait_for_reconcile_after(0);
+        std::thread::sleep(dockgate::reconcile::DOCKER_REBUILD_PAUSE);
+    }
+
     /// Waits until a reconcile after `count` earlier ones is logged.
     fn wait_for_reconcile_after(&self, count: usize) {
         assert!(
@@ -919,9 +926,7 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
         "trusted = [\"10.99.1.50\"]\n[[expose]]\nport = \"9999/tcp\"\nfrom = [\"any\"]\n",
     );
     service.wait_for_api();
-    service.wait_for_reconcile_after(0);
-    // The first start may reload firewalld (CleanupOnExit): let Docker rebuild first.
-    std::thread::sleep(Duration::from_secs(2));
+    service.wait_until_settled();
     allowed_and_denied("start");
 
     // Expose returns once the rule is in the kernel: the very next probe gets through.
@@ -1129,8 +1134,7 @@ fn dockgatectl_drives_every_command_over_the_bus() {
         "{}",
         service.log()
     );
-    service.wait_for_reconcile_after(0);
-    std::thread::sleep(Duration::from_secs(2));
+    service.wait_until_settled();
     allowed_and_denied("start");
 
     let (_, status, _) = dockgatectl("status");
@@ -1307,8 +1311,7 @@ fn a_sixty_second_exposure_opens_and_closes_on_time() {
         "{}",
         service.log()
     );
-    service.wait_for_reconcile_after(0);
-    std::thread::sleep(Duration::from_secs(2));
+    service.wait_until_settled();
     assert_eq!(
         probe_until(HOST_V4, 8080, "dropped", Duration::from_secs(10)),
         "dropped"
@@ -1404,8 +1407,7 @@ fn dockgatectl_asks_for_the_password_in_a_terminal() {
     let _web = Container::httpd("tty-web", "-p 8080:80");
     let service = Service::start("tty", "trusted = [\"10.99.1.50\"]\n");
     service.wait_for_api();
-    service.wait_for_reconcile_after(0);
-    std::thread::sleep(Duration::from_secs(2));
+    service.wait_until_settled();
     assert_eq!(
         probe_until(HOST_V4, 8080, "dropped", Duration::from_secs(10)),
         "dropped"

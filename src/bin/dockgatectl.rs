@@ -174,6 +174,14 @@ mod client {
         println!("{table}");
     }
 
+    /// Replaces a column's value for the table (not for --json).
+    fn set_text(entry: &mut HashMap<String, OwnedVariant>, key: &str, text: &str) {
+        entry.insert(
+            key.to_owned(),
+            Variant::from(text).try_to_owned().expect("a string"),
+        );
+    }
+
     fn expires(at: u64) -> String {
         if at == 0 {
             return "never".to_owned();
@@ -266,12 +274,7 @@ mod client {
                 if !as_json {
                     for entry in &mut ports {
                         if text(entry, "loopback_only") == "true" {
-                            entry.insert(
-                                "state".to_owned(),
-                                Variant::from("loopback only")
-                                    .try_to_owned()
-                                    .expect("a string"),
-                            );
+                            set_text(entry, "state", "loopback only");
                         }
                     }
                 }
@@ -297,10 +300,7 @@ mod client {
                             Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
                             _ => 0,
                         };
-                        entry.insert(
-                            "expires".to_owned(),
-                            Variant::from(expires(at)).try_to_owned().expect("a string"),
-                        );
+                        set_text(entry, "expires", &expires(at));
                     }
                 }
                 print_entries(
