@@ -89,6 +89,19 @@ impl Service {
         std::thread::sleep(dockgate::reconcile::DOCKER_REBUILD_PAUSE);
     }
 
+    /// The trusted source 10.99.1.50 reaches port 8080 (within 15 s), client1's own address does
+    /// not; on failure, what the kernel and the daemons say.
+    fn allowed_and_denied(&self, when: &str) {
+        let answer = probe_until_from("10.99.1.50", 8080, "open", Duration::from_secs(15));
+        assert_eq!(
+            answer,
+            "open",
+            "{when}: the trusted source\n{}",
+            diagnostics(self)
+        );
+        assert_eq!(probe(HOST_V4, 8080), "dropped", "{when}: a denied source");
+    }
+
     /// Waits until a reconcile after `count` earlier ones is logged.
     fn wait_for_reconcile_after(&self, count: usize) {
         assert!(
@@ -106,15 +119,6 @@ impl Drop for Service {
     }
 }
 
-fn allowed_and_denied(when: &str) {
-    assert_eq!(
-        probe_until_from("10.99.1.50", 8080, "open", Duration::from_secs(15)),
-        "open",
-        "{when}: the trusted source"
-    );
-    assert_eq!(probe(HOST_V4, 8080), "dropped", "{when}: a denied source");
-}
-
 fn zone_of(interface: &str) -> String {
     let (_, stdout, _) = try_sh(&format!("firewall-cmd --get-zone-of-interface={interface}"));
     stdout.trim().to_owned()
@@ -130,14 +134,14 @@ fn the_policy_comes_back_after_reloads_and_restarts_of_firewalld_and_docker() {
         "trusted = [\"10.99.1.50\"]\n[zone]\nbind = \"internal\"\n",
     );
     service.wait_for_reconcile_after(0);
-    allowed_and_denied("first start");
+    service.allowed_and_denied("first start");
     assert!(eventually(Duration::from_secs(10), || zone_of("docker0") == "internal"));
 
     // firewalld reload: firewalld restores the rules itself; the daemon sees Reloaded.
     let before = service.reconciles();
     sh("firewall-cmd --reload");
     service.wait_for_reconcile_after(before);
-    allowed_and_denied("after a firewalld reload");
+    service.allowed_and_denied("after a firewalld reload");
     assert!(eventually(Duration::from_secs(10), || zone_of("docker0") == "internal"));
 
     // dockerd restart without docker.service's prestart: the daemon returns the bridges when
@@ -151,7 +155,7 @@ fn the_policy_comes_back_after_reloads_and_restarts_of_firewalld_and_docker() {
         "docker0 back in the bound zone:\n{}",
         service.log()
     );
-    allowed_and_denied("after a dockerd restart");
+    service.allowed_and_denied("after a dockerd restart");
 
     // firewalld killed and started: it sends no Reloaded, the daemon sees it on the bus.
     sh("sandbox-ctl kill firewalld");
@@ -161,7 +165,7 @@ fn the_policy_comes_back_after_reloads_and_restarts_of_firewalld_and_docker() {
         "docker0 back in the bound zone after firewalld restarted:\n{}",
         service.log()
     );
-    allowed_and_denied("after firewalld was killed and started");
+    service.allowed_and_denied("after firewalld was killed and started");
     assert!(
         service.log().contains("firewalld started"),
         "{}",
@@ -176,7 +180,7 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_one_is_bad() {
     let _web = Container::httpd("svc-hup", "-p 8080:80");
     let service = Service::start("hup", "trusted = [\"10.99.1.50\"]\n");
     service.wait_for_reconcile_after(0);
-    allowed_and_denied("first config");
+    service.allowed_and_denied("first config");
 
     let config = service.dockgate.dir.join("dockgate.toml");
     std::fs::write(&config, "trusted = [\"10.99.1.0/24\"]\n").unwrap();
@@ -244,7 +248,7 @@ fn started_before_firewalld_and_docker_it_applies_the_policy_once_they_run() {
         "{}",
         service.log()
     );
-    allowed_and_denied("after firewalld and Docker started");
+    service.allowed_and_denied("after firewalld and Docker started");
 }
 
 /// Rules with dockgate's marker in the kernel (mangle and filter, one family).
@@ -474,9 +478,9 @@ fn no_denied_connection_gets_through_any_restart() {
     let mut service = Service::start("leak", "trusted = [\"10.99.1.50\"]\n");
     service.wait_for_reconcile_after(0);
     // The first start may reload firewalld (registration, CleanupOnExit); let Docker rebuild.
-    allowed_and_denied("first start");
+    service.allowed_and_denied("first start");
     std::thread::sleep(Duration::from_secs(3));
-    allowed_and_denied("settled");
+    service.allowed_and_denied("settled");
     assert_eq!(
         cleanup_on_exit(),
         "no",
@@ -596,10 +600,14 @@ fn diagnostics(service: &Service) -> String {
          echo '== nat'; iptables -t nat -S PREROUTING; iptables -t nat -S DOCKER; \
          echo '== dockgate rules (mangle, filter)'; iptables-save -t mangle | grep -c dockgate; \
          iptables-save -t filter | grep dockgate; \
-         echo '== FORWARD'; iptables -S FORWARD; \
+         echo '== FORWARD'; iptables -S FORWARD; iptables -S DOCKER; \
+         echo '== firewalld FORWARD'; nft list chain inet firewalld filter_FORWARD 2>&1 | head -40; \
+         echo '== routes'; ip -4 route; \
+         echo '== dockgated log'; tail -n 25 {}; \
          echo '== dockerd log'; tail -n 15 /run/sandbox/logs/dockerd; \
          echo '== firewalld log'; tail -n 15 /run/sandbox/logs/firewalld",
-        service.child.id()
+        service.child.id(),
+        service.dockgate.dir.join("dockgated.log").display()
     ));
     text
 }
@@ -802,7 +810,7 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
         &[("exposures.json", exposures)],
     );
     service.wait_for_reconcile_after(0);
-    allowed_and_denied("start");
+    service.allowed_and_denied("start");
     assert_eq!(
         probe_until_from("10.99.1.60", 8080, "open", Duration::from_secs(5)),
         "open",
@@ -847,7 +855,7 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
     service.restart();
     service.wait_for_reconcile_after(before);
     assert_eq!(probe_from("10.99.1.60", HOST_V4, 8080), "dropped");
-    allowed_and_denied("after a restart");
+    service.allowed_and_denied("after a restart");
 }
 
 const API: &str = "org.dockgate.Dockgate1 /org/dockgate/Dockgate1 org.dockgate.Dockgate1";
@@ -927,7 +935,7 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
     );
     service.wait_for_api();
     service.wait_until_settled();
-    allowed_and_denied("start");
+    service.allowed_and_denied("start");
 
     // Expose returns once the rule is in the kernel: the very next probe gets through.
     let started = Instant::now();
@@ -1135,7 +1143,7 @@ fn dockgatectl_drives_every_command_over_the_bus() {
         service.log()
     );
     service.wait_until_settled();
-    allowed_and_denied("start");
+    service.allowed_and_denied("start");
 
     let (_, status, _) = dockgatectl("status");
     assert!(
