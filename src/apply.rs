@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use crate::firewalld::{ErrorCode, Firewalld, FirewalldError, Layer, PermanentDirect};
-use crate::plan::{ENTRY_CHAIN, JUDGE_CHAIN, MARKER, Plan};
+use crate::plan::{ENTRY_CHAIN, JUDGE_CHAIN, MARKER, Plan, SEEN_COMMENT, UNJUDGED_COMMENT};
 use crate::rules::{DirectChain, DirectRule};
 
 /// The calls that turn one layer's direct configuration into the plan, in the order to make
@@ -50,11 +50,22 @@ pub fn owns_rule(rule: &DirectRule) -> bool {
 /// When a rule may go in (ascending) or must come out (descending), so that every
 /// intermediate state judges at least as strictly as needed and a verdict exists before
 /// anything is marked for it:
-/// 0. verdicts on marked packets and allows: harmless on their own;
+/// 0. verdicts on marked packets, allows and the seen mark: harmless on their own;
 /// 1. the deny mark, once every allow is in;
-/// 2. the dispatch into the judging chain, once that chain is complete;
+/// 2. the dispatch into the judging chain, once that chain is complete, and the start-up
+///    guard, which turns away every new connection the seen mark has not reached;
 /// 3. the jump from FORWARD into dockgate's entry chain, once everything behind it is there.
 fn stage(rule: &DirectRule) -> u8 {
+    let comment = rule
+        .args
+        .windows(2)
+        .find(|pair| pair[0] == "--comment")
+        .map(|pair| pair[1].as_str());
+    match comment {
+        Some(SEEN_COMMENT) => return 0,
+        Some(UNJUDGED_COMMENT) => return 2,
+        _ => {}
+    }
     let target = rule
         .args
         .iter()

@@ -16,6 +16,12 @@
 //!   never gets through.
 //! - Allowed packets only RETURN: a direct ACCEPT would not accept anything under firewalld's
 //!   nftables backend, and Docker's own rules still decide after dockgate.
+//! - One more pair covers the moment firewalld *starts*: it flushes the iptables tables one
+//!   commit per table, mangle before nat, so for a few milliseconds the judgement is gone while
+//!   Docker's DNAT still stands. mangle PREROUTING marks every new connection to a local address
+//!   as seen, and nat PREROUTING, ahead of Docker's jump to its DNAT, lets an unseen one pass
+//!   without DNAT: it goes to the host, where firewalld's zone judges it. The nat table goes in
+//!   the same commit as Docker's DNAT, so no moment is left with DNAT but without this guard.
 //! - Every rule carries a `dockgate` comment and dockgate's chains are named `DOCKGATE*`, so
 //!   the applier can tell its own rules from everyone else's.
 
@@ -34,8 +40,15 @@ pub const ENTRY_CHAIN: &str = "DOCKGATE";
 pub const JUDGE_CHAIN: &str = "DOCKGATE-JUDGE";
 /// The packet mark of a denied new connection; one bit, so other users of the mark keep theirs.
 pub const DENY_MARK: &str = "0x10000000/0x10000000";
+/// The packet mark of a new connection to a local address that passed mangle PREROUTING,
+/// i.e. while dockgate's mangle rules are in the kernel.
+pub const SEEN_MARK: &str = "0x20000000/0x20000000";
+/// Comments of the start-up guard's two rules (see the module's documentation).
+pub const SEEN_COMMENT: &str = "dockgate:seen";
+pub const UNJUDGED_COMMENT: &str = "dockgate:unjudged";
 
 const MANGLE: &str = "mangle";
+const NAT: &str = "nat";
 const FILTER: &str = "filter";
 const DOCKER_USER: &str = "DOCKER-USER";
 
@@ -255,6 +268,36 @@ fn plan_family(
             &format!("{MARKER}:deny"),
             &["-j", "MARK", "--set-xmark", DENY_MARK],
         ),
+    ));
+
+    // The start-up guard: only a new connection to a local address can meet Docker's DNAT.
+    let new_to_local = [
+        "-m",
+        "addrtype",
+        "--dst-type",
+        "LOCAL",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+    ];
+    plan.rules.insert(rule(
+        MANGLE,
+        "PREROUTING",
+        0,
+        args(
+            &new_to_local,
+            SEEN_COMMENT,
+            &["-j", "MARK", "--set-xmark", SEEN_MARK],
+        ),
+    ));
+    let mut unseen = new_to_local.to_vec();
+    unseen.extend(["-m", "mark", "!", "--mark", SEEN_MARK]);
+    plan.rules.insert(rule(
+        NAT,
+        "PREROUTING",
+        0,
+        args(&unseen, UNJUDGED_COMMENT, &["-j", "ACCEPT"]),
     ));
 
     let marked = &["-m", "mark", "--mark", DENY_MARK];

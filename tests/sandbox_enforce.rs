@@ -374,6 +374,54 @@ fn a_firewalld_reload_lets_no_denied_connection_through() {
     );
 }
 
+/// When firewalld starts it flushes the iptables tables one commit per table, mangle (where
+/// dockgate judges) before nat (where Docker's DNAT is). Here that moment is held still: mangle
+/// flushed, nat as it was. dockgate's guard in nat must keep the denied source out; without
+/// it the same moment lets the denied source in.
+#[test]
+fn with_mangle_flushed_as_a_starting_firewalld_does_the_nat_guard_keeps_denied_sources_out() {
+    in_sandbox();
+    let _web = Container::httpd("enf-window", "-p 8080:80");
+    add_client_address(1, "10.99.1.50");
+    let dockgate = Dockgate::new("window");
+    dockgate.apply("trusted = [\"10.99.1.50\"]\n");
+    assert_eq!(
+        probe_until_from("10.99.1.50", 8080, "open", Duration::from_secs(10)),
+        "open"
+    );
+    assert_eq!(probe(HOST_V4, 8080), "dropped");
+
+    sh("iptables -t mangle -F");
+    let denied = probe(HOST_V4, 8080);
+    let trusted = probe_from("10.99.1.50", HOST_V4, 8080);
+    let guard = sh("iptables -t nat -S PREROUTING")
+        .lines()
+        .find(|line| line.contains("dockgate:unjudged"))
+        .expect("the guard is in nat PREROUTING")
+        .replacen("-A ", "-D ", 1);
+    sh(&format!("iptables -t nat {guard}"));
+    let unguarded = probe(HOST_V4, 8080);
+    // firewalld puts back what it holds; Docker rebuilds on Reloaded.
+    sh("firewall-cmd --reload");
+
+    // Without the judgement the host's zone decides: nothing gets to the container.
+    assert_ne!(
+        denied, "open",
+        "the denied source got in while mangle was empty"
+    );
+    assert_ne!(trusted, "open", "fail closed: no one gets in unjudged");
+    assert_eq!(
+        unguarded, "open",
+        "without the guard the denied source gets in: this test shows nothing"
+    );
+    assert_eq!(
+        probe_until_from("10.99.1.50", 8080, "open", Duration::from_secs(10)),
+        "open",
+        "after the reload"
+    );
+    assert_eq!(probe(HOST_V4, 8080), "dropped", "after the reload");
+}
+
 /// Whether FORWARD's first rule is Docker's jump to DOCKER-USER.
 fn docker_user_jump_is_first() -> bool {
     sh("iptables -S FORWARD")

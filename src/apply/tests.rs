@@ -111,6 +111,39 @@ fn a_changed_exposure_is_added_before_the_old_one_goes() {
     );
 }
 
+/// The position of the first rule carrying `comment` in a list of rules.
+fn position_of(rules: &[DirectRule], comment: &str) -> usize {
+    rules
+        .iter()
+        .position(|rule| rule.args.iter().any(|arg| arg == comment))
+        .unwrap_or_else(|| panic!("no {comment} rule"))
+}
+
+#[test]
+fn the_start_up_guard_is_never_in_the_kernel_without_the_seen_mark() {
+    // The guard turns away every new connection to a local address that lacks the seen mark;
+    // alone it would close every published port.
+    let plan = plan_for(POLICY);
+    let adding = diff(&plan, &[], &[]).add_rules;
+    for family in Family::ALL {
+        let of_family: Vec<DirectRule> = adding
+            .iter()
+            .filter(|rule| rule.family == family)
+            .cloned()
+            .collect();
+        assert!(
+            position_of(&of_family, SEEN_COMMENT) < position_of(&of_family, UNJUDGED_COMMENT),
+            "{family}: the seen mark goes in first"
+        );
+    }
+    let (chains, rules) = current(&plan);
+    let removing = diff(&Plan::default(), &chains, &rules).remove_rules;
+    assert!(
+        position_of(&removing, UNJUDGED_COMMENT) < position_of(&removing, SEEN_COMMENT),
+        "the guard comes out first"
+    );
+}
+
 #[test]
 fn rules_of_others_are_never_touched() {
     let plan = plan_for(POLICY);

@@ -214,3 +214,21 @@ fn every_rule_carries_the_marker() {
         );
     }
 }
+
+#[test]
+fn the_start_up_guard_sits_in_nat_before_docker_and_lets_seen_connections_pass() {
+    let text = plan_of(&config("trusted = [\"10.99.1.50\"]"), &docker_default()).render();
+    for family in ["ipv4", "ipv6"] {
+        let seen = format!(
+            "{family} mangle PREROUTING 0 -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW \
+             -m comment --comment dockgate:seen -j MARK --set-xmark {SEEN_MARK}"
+        );
+        let guard = format!(
+            "{family} nat PREROUTING 0 -m addrtype --dst-type LOCAL -m conntrack --ctstate NEW \
+             -m mark ! --mark {SEEN_MARK} -m comment --comment dockgate:unjudged -j ACCEPT"
+        );
+        assert!(text.contains(&seen), "{text}");
+        assert!(text.contains(&guard), "{text}");
+    }
+    assert_ne!(SEEN_MARK, DENY_MARK);
+}
