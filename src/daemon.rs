@@ -314,6 +314,27 @@ impl Daemon {
         }
     }
 
+    /// firewalld before 2.0 does not delete its own nftables table when it starts: with
+    /// CleanupOnExit=no (which dockgate sets) every restart adds all of firewalld's rules once
+    /// more (firewalld#1192; seen in the sandbox: +90 lines per restart on 1.3.3, and the
+    /// restarts themselves grow slower). A reload clears them, but reloading on our own right
+    /// when firewalld comes back, while Docker rebuilds, risks Docker 28's reload deadlock
+    /// (moby/moby#50619), so the admin is told instead.
+    async fn warn_if_firewalld_keeps_copies(&self) {
+        let firewalld = &self.enforcer.firewalld;
+        let (Ok(major), Ok(cleanup)) = (
+            firewalld.major_version().await,
+            firewalld.cleanup_on_exit().await,
+        ) else {
+            return;
+        };
+        if major < 2 && matches!(cleanup.to_ascii_lowercase().as_str(), "no" | "false") {
+            tracing::warn!(
+                "firewalld before 2.0 keeps its old nftables rules when it starts with CleanupOnExit=no and adds them again; `firewall-cmd --reload` at a quiet moment removes the copies (firewalld#1192)"
+            );
+        }
+    }
+
     /// One reconcile for the triggers collected, then the status, signals and callers.
     async fn reconcile(&mut self, api: Option<&InterfaceRef<Api>>) {
         let trigger = self.triggers.iter().cloned().collect::<Vec<_>>().join(",");
@@ -321,6 +342,9 @@ impl Daemon {
             .triggers
             .iter()
             .any(|t| t == "firewalld reloaded" || t == "firewalld started");
+        if self.triggers.iter().any(|t| t == "firewalld started") {
+            self.warn_if_firewalld_keeps_copies().await;
+        }
         let trigger_set = std::mem::take(&mut self.triggers);
         let bind_now = match (&self.config.zone.bind, firewalld_restarted) {
             (Some(_), true) => {
