@@ -171,6 +171,16 @@ fn the_policy_comes_back_after_reloads_and_restarts_of_firewalld_and_docker() {
         "{}",
         service.log()
     );
+    // firewalld 1.x adds its own rules once more on every start with CleanupOnExit=no; the
+    // admin is told (2.x deletes its table first).
+    assert_eq!(
+        service
+            .log()
+            .contains("removes the copies (firewalld#1192)"),
+        stack() == "bookworm",
+        "{}",
+        service.log()
+    );
 }
 
 #[test]
@@ -408,6 +418,11 @@ struct Stream {
 const STREAM_RATE: u32 = 50;
 
 fn start_stream(source: &str, seconds: u32) -> Child {
+    start_stream_at(STREAM_RATE, source, seconds)
+}
+
+/// `rate` new connections a second from `source` to port 8080 for `seconds`.
+fn start_stream_at(rate: u32, source: &str, seconds: u32) -> Child {
     Command::new("ip")
         .args([
             "netns",
@@ -418,12 +433,7 @@ fn start_stream(source: &str, seconds: u32) -> Child {
             "probe-stream",
             HOST_V4,
         ])
-        .args([
-            "8080",
-            &STREAM_RATE.to_string(),
-            &seconds.to_string(),
-            source,
-        ])
+        .args(["8080", &rate.to_string(), &seconds.to_string(), source])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
@@ -529,26 +539,20 @@ fn no_denied_connection_gets_through_any_restart() {
             (SECONDS * STREAM_RATE) as usize,
             "{event}: stream ran"
         );
-        // Known window, measured (README, "What we learned"): when firewalld starts, its
-        // first transaction flushes the iptables tables one commit per table, mangle (dockgate's
-        // verdict) before nat (Docker's DNAT), under 1 ms apart idle and ~10 ms under load. A
-        // connection arriving in between gets through: 1 of 750 in about one run of four on
-        // bookworm. Every other event must let nothing through.
-        let allowed_leaks = if event.starts_with("firewalld") { 2 } else { 0 };
         assert!(
-            denied.open <= allowed_leaks,
+            denied.open == 0,
             "{event}: {} denied attempts got through:\n{}",
             denied.open,
             service.log()
         );
         let mut note = "";
         if allowed.last_open <= allowed.last_failed {
-            // Seen with Docker 20.10 after dockerd kill -9 + start and once with Docker 28
-            // after a reload: the container runs, dockgate's rules are exactly the plan, and
-            // the allowed source is refused by the host because Docker's own forwarding did
-            // not come back. Tell that apart from dockgate blocking it: dockgate's rules must
-            // be as planned, and a plain dockerd restart (nothing from dockgate) must bring
-            // the allowed source back.
+            // Seen with Docker 20.10 after dockerd kill -9 + start: the killed container's
+            // network namespace stays in docker0 with the same address and MAC and resets the
+            // connections the bridge sends it (see remove_stale_docker0_ports); once with
+            // Docker 28 after a reload. Tell that apart from dockgate blocking it: dockgate's
+            // rules must be as planned, and removing the stale port or else a plain dockerd
+            // restart (nothing from dockgate) must bring the allowed source back.
             eprintln!(
                 "{event}: the allowed source did not work again within {SECONDS} s: {allowed:?}\n{}",
                 diagnostics(&service)
@@ -559,14 +563,23 @@ fn no_denied_connection_gets_through_any_restart() {
                 "{event}: dockgate's rules are not the plan:\n{}",
                 service.log()
             );
-            sh("sandbox-ctl restart dockerd");
+            let stale = remove_stale_docker0_ports();
+            if stale.is_empty() {
+                sh("sandbox-ctl restart dockerd");
+                note = "  (Docker's forwarding came back only after another dockerd restart)";
+            } else {
+                note = "  (a stale docker0 port of the killed container answered; removed)";
+            }
             assert_eq!(
                 probe_until_from("10.99.1.50", 8080, "open", Duration::from_secs(20)),
                 "open",
-                "{event}: the allowed source stays blocked after a dockerd restart:\n{}",
+                "{event}: the allowed source stays blocked ({stale:?} removed):\n{}",
                 service.log()
             );
-            note = "  (Docker's forwarding came back only after another dockerd restart)";
+        }
+        if note.is_empty() && !remove_stale_docker0_ports().is_empty() {
+            // It did not happen to get in the way this time; it would in a later event.
+            note = "  (a stale docker0 port of the killed container was removed after it)";
         }
         report.push(format!(
             "{:<26} {:>6} {:>6} of {:<5} {:>8.2} s{note}",
@@ -590,13 +603,65 @@ fn no_denied_connection_gets_through_any_restart() {
     assert_eq!(cleanup_on_exit(), "yes");
 }
 
+/// The moment firewalld starts is the narrowest window (README: it flushes mangle a few
+/// milliseconds before nat); 50 attempts a second hardly ever meet it. Here a denied source
+/// tries 1000 times a second while firewalld restarts, DOCKGATE_RESTARTS times (default 20),
+/// graceful and kill -9 in turn. A benchmark: tests/bench/events runs it and prints the counts
+/// (no assertion on them: the leak test above asserts that none get through at 50/s).
+#[test]
+#[ignore = "a benchmark: tests/bench/events runs it"]
+fn firewalld_restarts_under_a_thousand_attempts_a_second() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    let _web = Container::httpd("fast-web", "-p 8080:80");
+    let service = Service::start("fast", "trusted = [\"10.99.1.50\"]\n");
+    service.wait_until_settled();
+    service.allowed_and_denied("start");
+    let restarts: usize = std::env::var("DOCKGATE_RESTARTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(20);
+    let mut leaked = Vec::new();
+    for restart in 0..restarts {
+        let denied = start_stream_at(1000, "10.99.1.2", 4);
+        std::thread::sleep(Duration::from_secs(1));
+        if restart % 2 == 0 {
+            sh("sandbox-ctl restart firewalld");
+        } else {
+            sh("sandbox-ctl kill firewalld; sandbox-ctl start firewalld");
+        }
+        let denied = finish_stream(denied);
+        assert!(denied.attempts >= 3900, "stream ran: {denied:?}");
+        leaked.push(denied.open);
+        service.allowed_and_denied(&format!("after restart {}", restart + 1));
+        // firewalld 1.x adds its own rules once more on every start (README): a reload between
+        // restarts keeps each restart as slow as the first.
+        sh("firewall-cmd --reload");
+        service.allowed_and_denied(&format!("after the reload after restart {}", restart + 1));
+    }
+    eprintln!(
+        "{}: denied attempts that got through each of {restarts} firewalld restarts \
+         (graceful, kill -9 in turn; 1000/s): {leaked:?}",
+        stack()
+    );
+}
+
 /// What the kernel and the daemons say, for a failure message.
 fn diagnostics(service: &Service) -> String {
     let (_, text, _) = try_sh(&format!(
         "echo '== dockgated'; kill -0 {} && echo alive; \
          echo '== zones'; firewall-cmd --get-active-zones; \
-         echo '== probe from the allowed source'; sandbox-ctl probe --from 10.99.1.50 {HOST_V4} 8080; \
+         echo '== probe from the allowed source, and the iptables rules its packets hit'; \
+         iptables-save -c > /tmp/counters-before; ip6tables-save -c >> /tmp/counters-before; \
+         sandbox-ctl probe --from 10.99.1.50 {HOST_V4} 8080; \
+         iptables-save -c > /tmp/counters-after; ip6tables-save -c >> /tmp/counters-after; \
+         diff /tmp/counters-before /tmp/counters-after | grep '^>'; \
          echo '== docker ps'; timeout 5 docker ps --format '{{{{.Names}}}} {{{{.Status}}}}'; \
+         for c in $(timeout 5 docker ps -q); do timeout 5 docker inspect -f \
+           '{{{{.Name}}}} {{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}} {{{{end}}}}' $c; done; \
+         echo '== docker0 ports and neighbours'; ip -br link show master docker0; ip neigh show dev docker0; \
+         echo '== containerd tasks'; ctr --address /run/containerd/containerd.sock -n moby tasks ls; \
+         echo '== conntrack to 8080'; grep -c 'dport=8080' /proc/net/nf_conntrack; grep 'dport=8080' /proc/net/nf_conntrack | grep -v TIME_WAIT | tail -n 5; \
          echo '== nat'; iptables -t nat -S PREROUTING; iptables -t nat -S DOCKER; \
          echo '== dockgate rules (mangle, filter)'; iptables-save -t mangle | grep -c dockgate; \
          iptables-save -t filter | grep dockgate; \
@@ -1077,7 +1142,13 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
         "nobody could not expose with the example rule after joining group dockgate:\n{}",
         service.log()
     );
-    assert_eq!(probe(HOST_V4, 8080), "open");
+    let answer = probe(HOST_V4, 8080);
+    assert_eq!(
+        answer,
+        "open",
+        "nobody's exposure is in force\n{}",
+        diagnostics(&service)
+    );
     assert!(
         service
             .log()

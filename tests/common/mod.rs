@@ -138,9 +138,14 @@ pub struct Container {
 }
 
 impl Container {
-    /// `docker run -d --name NAME ARGS bb COMMAND`
+    /// `docker run -d --name NAME ARGS bb COMMAND`, in a docker0 that holds no stale port (see
+    /// [`remove_stale_docker0_ports`]).
     pub fn run(name: &str, docker_args: &str, command: &str) -> Container {
         let _ = try_sh(&format!("docker rm -f {name}"));
+        let stale = remove_stale_docker0_ports();
+        if !stale.is_empty() {
+            eprintln!("removed stale docker0 ports left by an earlier dockerd: {stale:?}");
+        }
         sh(&format!(
             "docker run -d --name {name} {docker_args} bb {command}"
         ));
@@ -166,6 +171,45 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = try_sh(&format!("docker rm -f {}", self.name));
     }
+}
+
+/// Docker 20.10, killed and started again, sometimes leaves the killed container's network
+/// namespace behind with its veth still in docker0 (seen in the sandbox after dockerd kill -9
+/// and start with a `--restart always` container): a second host with the container's address
+/// and MAC, which resets connections whenever the bridge sends them to its port, until it goes.
+/// Removes every docker0 port that is no running container's interface; returns their names.
+/// Call it only while no container is starting.
+pub fn remove_stale_docker0_ports() -> Vec<String> {
+    let (_, ports, _) = try_sh("ip -o link show master docker0");
+    let (listed, containers, _) = try_sh("timeout 10 docker ps -q");
+    if !listed {
+        return Vec::new();
+    }
+    let mut live = String::new();
+    for container in containers.split_whitespace() {
+        let (ok, links, _) = try_sh(&format!(
+            "timeout 10 docker exec {container} sh -c 'cat /sys/class/net/*/iflink'"
+        ));
+        if !ok {
+            // Not sure which ports are in use: touch nothing.
+            return Vec::new();
+        }
+        live += &links;
+    }
+    let live: Vec<&str> = live.split_whitespace().collect();
+    let mut removed = Vec::new();
+    for line in ports.lines() {
+        // "217: veth697e7f4@if216: <BROADCAST,..."
+        let mut fields = line.split(": ");
+        let (Some(index), Some(name)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let name = name.split('@').next().unwrap_or(name);
+        if !live.contains(&index.trim()) && try_sh(&format!("ip link del {name}")).0 {
+            removed.push(name.to_owned());
+        }
+    }
+    removed
 }
 
 /// Awaits a future for at most `seconds`, panicking with `what` when it takes longer.
