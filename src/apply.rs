@@ -42,9 +42,8 @@ pub fn owns_chain(chain: &DirectChain) -> bool {
 pub fn owns_rule(rule: &DirectRule) -> bool {
     rule.chain.starts_with(ENTRY_CHAIN)
         || rule
-            .args
-            .windows(2)
-            .any(|pair| pair[0] == "--comment" && pair[1].starts_with(MARKER))
+            .comment()
+            .is_some_and(|comment| comment.starts_with(MARKER))
 }
 
 /// When a rule may go in (ascending) or must come out (descending), so that every
@@ -56,12 +55,7 @@ pub fn owns_rule(rule: &DirectRule) -> bool {
 ///    guard, which turns away every new connection the seen mark has not reached;
 /// 3. the jump from FORWARD into dockgate's entry chain, once everything behind it is there.
 fn stage(rule: &DirectRule) -> u8 {
-    let comment = rule
-        .args
-        .windows(2)
-        .find(|pair| pair[0] == "--comment")
-        .map(|pair| pair[1].as_str());
-    match comment {
+    match rule.comment() {
         Some(SEEN_COMMENT) => return 0,
         Some(UNJUDGED_COMMENT) => return 2,
         _ => {}

@@ -75,6 +75,16 @@ pub struct DirectRule {
     pub args: Vec<String>,
 }
 
+impl DirectRule {
+    /// The text of the rule's `-m comment --comment TEXT`, if it has one.
+    pub fn comment(&self) -> Option<&str> {
+        self.args
+            .windows(2)
+            .find(|pair| pair[0] == "--comment")
+            .map(|pair| pair[1].as_str())
+    }
+}
+
 impl fmt::Display for DirectRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

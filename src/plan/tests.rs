@@ -203,13 +203,9 @@ fn every_rule_carries_the_marker() {
     );
     let plan = plan_of(&config, &docker_default());
     for rule in &plan.rules {
-        let comment = rule
-            .args
-            .windows(2)
-            .find(|pair| pair[0] == "--comment")
-            .map(|pair| pair[1].as_str());
         assert!(
-            comment.is_some_and(|comment| comment.starts_with(MARKER)),
+            rule.comment()
+                .is_some_and(|comment| comment.starts_with(MARKER)),
             "{rule}"
         );
     }
