@@ -235,3 +235,28 @@ async fn the_event_stream_survives_a_dockerd_restart() {
         "open"
     );
 }
+
+/// The tests' own cleanup (see `remove_stale_docker0_ports`): a docker0 port that is no
+/// container's goes, the ports of running containers stay and their published ports answer.
+#[test]
+fn a_docker0_port_no_container_uses_is_removed_and_the_containers_keep_theirs() {
+    in_sandbox();
+    let _one = Container::httpd("stale-one", "-p 18111:80");
+    let _two = Container::httpd("stale-two", "-p 18112:80");
+    sh("ip link add dgstale0 type veth peer name dgstale1 && \
+        ip link set dgstale0 master docker0 up");
+    let ports_before = sh("ip -o link show master docker0").lines().count();
+
+    assert_eq!(remove_stale_docker0_ports(), ["dgstale0"]);
+    assert_eq!(
+        sh("ip -o link show master docker0").lines().count(),
+        ports_before - 1
+    );
+    for port in [18111, 18112] {
+        assert_eq!(
+            probe_until(HOST_V4, port, "open", Duration::from_secs(5)),
+            "open"
+        );
+    }
+    assert!(remove_stale_docker0_ports().is_empty());
+}

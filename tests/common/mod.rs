@@ -185,10 +185,14 @@ pub fn remove_stale_docker0_ports() -> Vec<String> {
     if !listed {
         return Vec::new();
     }
+    // The host-side index of each container interface's peer ("eth0@if17"), read over netlink
+    // in the container's network namespace (a container's /sys is not that namespace's view on
+    // the sid stack).
     let mut live = String::new();
     for container in containers.split_whitespace() {
         let (ok, links, _) = try_sh(&format!(
-            "timeout 10 docker exec {container} sh -c 'cat /sys/class/net/*/iflink'"
+            "pid=$(timeout 10 docker inspect -f '{{{{.State.Pid}}}}' {container}) && \
+             nsenter -t \"$pid\" -n ip -o link show"
         ));
         if !ok {
             // Not sure which ports are in use: touch nothing.
@@ -196,7 +200,10 @@ pub fn remove_stale_docker0_ports() -> Vec<String> {
         }
         live += &links;
     }
-    let live: Vec<&str> = live.split_whitespace().collect();
+    let live: Vec<&str> = live
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '@')
+        .filter_map(|word| word.split_once("@if").map(|(_, index)| index))
+        .collect();
     let mut removed = Vec::new();
     for line in ports.lines() {
         // "217: veth697e7f4@if216: <BROADCAST,..."
