@@ -338,11 +338,9 @@ impl Daemon {
     /// One reconcile for the triggers collected, then the status, signals and callers.
     async fn reconcile(&mut self, api: Option<&InterfaceRef<Api>>) {
         let trigger = self.triggers.iter().cloned().collect::<Vec<_>>().join(",");
-        let firewalld_restarted = self
-            .triggers
-            .iter()
-            .any(|t| t == "firewalld reloaded" || t == "firewalld started");
-        if self.triggers.iter().any(|t| t == "firewalld started") {
+        let firewalld_started = self.triggers.contains("firewalld started");
+        let firewalld_restarted = firewalld_started || self.triggers.contains("firewalld reloaded");
+        if firewalld_started {
             self.warn_if_firewalld_keeps_copies().await;
         }
         let trigger_set = std::mem::take(&mut self.triggers);
