@@ -115,7 +115,7 @@ fn a_changed_exposure_is_added_before_the_old_one_goes() {
 fn position_of(rules: &[DirectRule], comment: &str) -> usize {
     rules
         .iter()
-        .position(|rule| rule.args.iter().any(|arg| arg == comment))
+        .position(|rule| rule.comment() == Some(comment))
         .unwrap_or_else(|| panic!("no {comment} rule"))
 }
 
