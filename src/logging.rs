@@ -1,26 +1,122 @@
-//! Logs go to journald when it is there (a systemd host), to stderr otherwise.
+//! Logs go to stderr: as plain lines with a time in a terminal or a file, and as journal lines
+//! (a syslog priority first, no time) when systemd connects stderr to the journal.
+//!
+//! Not tracing-journald: it stores an event's fields as separate journal fields and only the
+//! bare message as MESSAGE, so `journalctl -u dockgate` showed "reconciled" and "cannot serve
+//! the D-Bus API" without the trigger, the rule count or the error (seen under systemd 252 in
+//! tests/sandbox_systemd.rs). A line with its fields is what an admin reads there; the priority
+//! prefix (sd-daemon(3)) keeps `journalctl -p warning` working.
 
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::prelude::*;
-
-const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// `RUST_LOG` overrides the default level (info).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let journald = std::path::Path::new(JOURNALD_SOCKET)
-        .exists()
-        .then(tracing_journald::layer)
-        .and_then(Result::ok);
-    match journald {
-        Some(layer) => registry.with(layer).init(),
-        None => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
+    let layer = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if stderr_is_the_journal() {
+        layer.with_ansi(false).event_format(JournalLine).init();
+    } else {
+        layer
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
+/// systemd sets JOURNAL_STREAM to "DEVICE:INODE" of the stream it connects stdout/stderr to
+/// (systemd.exec(5)); stderr is the journal when it is still that stream.
+fn stderr_is_the_journal() -> bool {
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream == format!("{}:{}", stat.st_dev, stat.st_ino)
+}
+
+/// `<6>reconciled trigger="start" rules=19`: the priority for the journal, then the message and
+/// the fields as the plain format writes them. The journal adds time, unit and pid itself.
+pub struct JournalLine;
+
+impl<S, N> FormatEvent<S, N> for JournalLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        context
+            .field_format()
+            .format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// What the subscriber writes, for reading back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn journal_lines_carry_the_priority_the_message_and_every_field() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .event_format(JournalLine)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let error = "firewalld is not running";
+            tracing::error!(%error, "cannot apply");
+            tracing::warn!(trigger = "start", retry_in_ms = 500u64, "reconcile failed");
+            tracing::info!(rules = 19, "reconciled");
+            tracing::debug!("step");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "<3>cannot apply error=firewalld is not running\n\
+             <4>reconcile failed trigger=\"start\" retry_in_ms=500\n\
+             <6>reconciled rules=19\n\
+             <7>step\n"
+        );
     }
 }
