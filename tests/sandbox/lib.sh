@@ -178,3 +178,90 @@ add_client_address() {
              ip route replace "$addr/32" via "10.99.$n.2" dev "ext$n" ;;
     esac
 }
+
+# A real systemd (the machine's: 252 on Debian 12, as on RHEL 9) as PID 1 of a nested PID, mount,
+# cgroup and UTS namespace, to run dockgate.service as installed. It shares the sandbox's
+# network and /run (the system bus, Docker's socket), loads units only from
+# $SANDBOX_SYSTEMD/units (SYSTEMD_UNIT_PATH: none of the machine's units), runs journald with
+# a journal in /run, and sees $SANDBOX_SYSTEMD/etc-dockgate as /etc/dockgate and
+# $SANDBOX_SYSTEMD/var-lib as /var/lib. Its cgroup tree is a child of the machine's cgroup2
+# hierarchy, removed when it stops.
+SANDBOX_SYSTEMD=$SANDBOX_RUN/systemd
+
+start_systemd() {
+    local units=$SANDBOX_SYSTEMD/units target unit cgroup2
+    [ -x /lib/systemd/systemd ] || die "systemd is not installed"
+    cgroup2=$(findmnt -n -t cgroup2 -o TARGET | head -n 1)
+    [ -n "$cgroup2" ] || die "no cgroup2 hierarchy to give systemd a cgroup tree in"
+    mkdir -p "$units" "$SANDBOX_SYSTEMD/etc-dockgate" "$SANDBOX_SYSTEMD/var-lib"
+    # What a unit's default dependencies and Type=dbus ask for, empty: this systemd boots
+    # nothing but what a test starts. dbus.service stands for the sandbox's dbus-daemon, which
+    # already runs: systemd connects to the bus once dbus.socket and dbus.service are active.
+    for target in sysinit basic sockets shutdown multi-user; do
+        printf '[Unit]\nDescription=%s (sandbox stub)\n' "$target" >"$units/$target.target"
+    done
+    printf '[Socket]\nListenStream=%s/dbus-stub.socket\n' "$SANDBOX_SYSTEMD" >"$units/dbus.socket"
+    printf '[Service]\nExecStart=/bin/sleep infinity\n' >"$units/dbus.service"
+    for unit in systemd-journald.service systemd-journald.socket; do
+        ln -sf "/lib/systemd/system/$unit" "$units/$unit"
+    done
+    printf '[Unit]\nWants=dbus.socket dbus.service systemd-journald.socket systemd-journald.service\n' \
+        >"$units/sandbox.target"
+    # /etc/dockgate must exist to be mounted over; if we make it, we take it away again.
+    if [ ! -e /etc/dockgate ]; then
+        mkdir /etc/dockgate
+        touch "$SANDBOX_SYSTEMD/made-etc-dockgate"
+    fi
+    [ -e /run/systemd ] || touch "$SANDBOX_SYSTEMD/made-run-systemd"
+    echo "$cgroup2/dockgate-sandbox-$$" >"$SANDBOX_SYSTEMD/cgroup"
+    mkdir "$(cat "$SANDBOX_SYSTEMD/cgroup")"
+    # Into our own cgroup first, so that the cgroup namespace's root is that cgroup.
+    start_daemon systemd bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$(cat "$SANDBOX_SYSTEMD/cgroup")" \
+        unshare --pid --kill-child --mount --cgroup --uts --mount-proc \
+        bash -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup &&
+                 mount --bind "$1/etc-dockgate" /etc/dockgate &&
+                 mount --bind "$1/var-lib" /var/lib &&
+                 export container=dockgate-sandbox SYSTEMD_UNIT_PATH="$1/units" &&
+                 exec /lib/systemd/systemd --system --unit=sandbox.target' _ "$SANDBOX_SYSTEMD"
+    wait_for systemd 200 systemd_booted
+}
+
+# PID 1 of the nested namespace (the child of the unshare we recorded).
+systemd_init_pid() {
+    local pid
+    pid=$(daemon_pid systemd) || return 1
+    cat "/proc/$pid/task/$pid/children" 2>/dev/null | awk '{print $1}'
+}
+
+# systemctl, journalctl and friends from inside systemd's namespaces: from outside, systemd
+# refuses some of the connections of a peer whose pid it cannot see.
+in_systemd() {
+    local init
+    init=$(systemd_init_pid)
+    [ -n "$init" ] || die "systemd is not running"
+    nsenter --target "$init" --mount --pid "$@"
+}
+
+systemd_booted() { [ "$(in_systemd systemctl is-active sandbox.target 2>/dev/null)" = active ]; }
+
+# Everything in the nested namespace dies with its PID 1, which dies with the unshare we
+# recorded (--kill-child); that unshare ignores SIGTERM, hence SIGKILL.
+stop_systemd() {
+    local i cgroup
+    [ -e "$SANDBOX_SYSTEMD" ] || return 0
+    stop_daemon systemd KILL
+    cgroup=$(cat "$SANDBOX_SYSTEMD/cgroup" 2>/dev/null) || cgroup=""
+    for i in $(seq 1 50); do
+        [ -n "$cgroup" ] && [ -d "$cgroup" ] || break
+        find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null && break
+        sleep 0.1
+    done
+    [ -n "$cgroup" ] && [ -d "$cgroup" ] && log "cgroup $cgroup is still busy; left in place"
+    if [ -e "$SANDBOX_SYSTEMD/made-etc-dockgate" ]; then
+        rmdir /etc/dockgate 2>/dev/null || log "/etc/dockgate is not empty; left in place"
+    fi
+    # Other tests' dockgated must not find a journal socket or a systemd there.
+    [ -e "$SANDBOX_SYSTEMD/made-run-systemd" ] && rm -rf /run/systemd /run/log
+    rm -rf "$SANDBOX_SYSTEMD"
+    return 0
+}

@@ -1,0 +1,225 @@
+//! `systemd/dockgate.service` as installed, run by a real systemd (the machine's 252, as on
+//! RHEL 9) booted in a nested namespace of the sandbox (tests/sandbox/lib.sh, start_systemd):
+//! Type=dbus readiness, the hardening (seccomp filter, read-only system, empty capability set)
+//! through a firewalld restart and the API, StateDirectory, reload, Restart=on-failure, stop,
+//! and the journal as an admin reads it.
+#![cfg(feature = "sandbox-tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SYSTEMD: &str = "/run/sandbox/systemd";
+/// /etc/dockgate and /var/lib/dockgate as the nested systemd's services see them.
+const ETC: &str = "/run/sandbox/systemd/etc-dockgate";
+const STATE: &str = "/run/sandbox/systemd/var-lib/dockgate";
+
+fn systemd(command: &str) -> (bool, String, String) {
+    try_sh(&format!("sandbox-ctl systemd {command}"))
+}
+
+fn unit_property(name: &str) -> String {
+    systemd(&format!("systemctl show -P {name} dockgate.service"))
+        .1
+        .trim()
+        .to_owned()
+}
+
+/// What `journalctl -u dockgate` shows an admin (message text only).
+fn journal() -> String {
+    systemd("journalctl --no-pager -o cat -u dockgate.service").1
+}
+
+fn main_pid() -> String {
+    unit_property("MainPID")
+}
+
+/// The nested systemd, and what dockgated left in firewalld, go when the test ends.
+struct Booted;
+
+impl Drop for Booted {
+    fn drop(&mut self) {
+        let _ = systemd("systemctl stop dockgate.service");
+        let _ = try_sh(&format!(
+            "{DOCKGATED} --remove --config {ETC}/dockgate.toml --state-dir {STATE}"
+        ));
+        let _ = try_sh("sandbox-ctl stop systemd");
+    }
+}
+
+/// Installs the unit as `make install` does; only the binary's path differs (a drop-in), and
+/// the binary is copied where the unit's ProtectHome= and PrivateTmp= do not hide it.
+fn install_unit() {
+    let units = format!("{SYSTEMD}/units");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/dockgate.service"),
+        format!("{units}/dockgate.service"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(format!("{units}/dockgate.service.d")).unwrap();
+    std::fs::create_dir_all(format!("{SYSTEMD}/bin")).unwrap();
+    std::fs::copy(DOCKGATED, format!("{SYSTEMD}/bin/dockgated")).unwrap();
+    std::fs::write(
+        format!("{units}/dockgate.service.d/path.conf"),
+        format!("[Service]\nExecStart=\nExecStart={SYSTEMD}/bin/dockgated\n"),
+    )
+    .unwrap();
+    sh("sandbox-ctl systemd systemctl daemon-reload");
+}
+
+/// Trusted 10.99.1.50 is let in and 10.99.1.2 is not (nothing exposes 8080).
+fn trusted_only(source: &str, other: &str) -> bool {
+    probe_from(source, HOST_V4, 8080) == "open" && probe_from(other, HOST_V4, 8080) == "dropped"
+}
+
+#[test]
+fn dockgate_service_runs_under_systemd_as_installed() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    add_client_address(1, "10.99.1.51");
+    add_client_address(1, "10.99.1.52");
+    let _web = Container::httpd("unit-web", "-p 8080:80");
+    sh("sandbox-ctl start systemd");
+    let _booted = Booted;
+    install_unit();
+    std::fs::write(
+        format!("{ETC}/dockgate.toml"),
+        "trusted = [\"10.99.1.50\"]\n",
+    )
+    .unwrap();
+
+    // Type=dbus: start returns once dockgated holds its bus name.
+    let (ok, _, stderr) = systemd("systemctl start dockgate.service");
+    assert!(ok, "systemctl start: {stderr}\n{}", journal());
+    assert_eq!(unit_property("ActiveState"), "active", "{}", journal());
+    sh("busctl --system status org.dockgate.Dockgate1 >/dev/null");
+    let first_pid = main_pid();
+    // The hardening is in force on the process: seccomp filter, no capabilities at all.
+    let status = systemd(&format!("cat /proc/{first_pid}/status")).1;
+    for expected in [
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+    ] {
+        assert!(status.contains(expected), "{expected:?} in\n{status}");
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || trusted_only(
+            "10.99.1.50",
+            "10.99.1.52"
+        )),
+        "the policy is not in force under systemd:\n{}",
+        journal()
+    );
+
+    // An exposure as root over the bus lands in StateDirectory=, which only root may read.
+    let (ok, stdout, stderr) = try_sh(
+        "busctl --system call org.dockgate.Dockgate1 /org/dockgate/Dockgate1 \
+         org.dockgate.Dockgate1 Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0",
+    );
+    assert!(ok, "Expose: {stderr}\n{}", journal());
+    assert_eq!(stdout.trim(), "s \"runtime-1\"");
+    assert_eq!(probe(HOST_V4, 8080), "open", "right after Expose returned");
+    assert!(
+        std::fs::read_to_string(format!("{STATE}/exposures.json"))
+            .unwrap()
+            .contains("10.99.1.2")
+    );
+    assert_eq!(sh(&format!("stat -c %a {STATE}")).trim(), "700");
+
+    // systemctl reload is SIGHUP: the new config is in force.
+    std::fs::write(
+        format!("{ETC}/dockgate.toml"),
+        "trusted = [\"10.99.1.51\"]\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = systemd("systemctl reload dockgate.service");
+    assert!(ok, "systemctl reload: {stderr}");
+    assert!(
+        eventually(Duration::from_secs(15), || trusted_only(
+            "10.99.1.51",
+            "10.99.1.50"
+        )),
+        "the reloaded config is not in force:\n{}",
+        journal()
+    );
+
+    // A firewalld restart: dockgated (seccomp filter, no capabilities, read-only system)
+    // notices, warns, reconnects and applies again, in the same process.
+    sh("sandbox-ctl restart firewalld");
+    assert!(
+        eventually(Duration::from_secs(30), || trusted_only(
+            "10.99.1.51",
+            "10.99.1.52"
+        ) && probe(HOST_V4, 8080)
+            == "open"),
+        "the policy did not come back after a firewalld restart under systemd:\n{}",
+        journal()
+    );
+    assert_eq!(main_pid(), first_pid, "dockgated died:\n{}", journal());
+    assert_eq!(unit_property("NRestarts"), "0", "{}", journal());
+
+    // The journal as an admin reads it: the fields on the line, and the priority kept.
+    let log = journal();
+    for expected in [
+        "dockgated started config=/etc/dockgate/dockgate.toml",
+        "reconciled trigger=",
+        "D-Bus call uid=0 pid=",
+        "method=\"Expose\"",
+        "config reloaded path=/etc/dockgate/dockgate.toml",
+        "firewalld left the bus",
+    ] {
+        assert!(log.contains(expected), "journal lacks {expected:?}:\n{log}");
+    }
+    assert!(
+        !log.contains("\u{1b}["),
+        "escape codes in the journal:\n{log}"
+    );
+    let warnings = systemd("journalctl --no-pager -o cat -u dockgate.service -p warning").1;
+    assert!(
+        warnings.contains("firewalld left the bus") && !warnings.contains("reconciled"),
+        "priorities: {warnings}"
+    );
+
+    // Restart=on-failure: killed, it is back within RestartSec (2 s), exposure and all.
+    sh(&format!(
+        "sandbox-ctl systemd kill -KILL {}",
+        first_pid.parse::<u32>().unwrap()
+    ));
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let pid = main_pid();
+            pid != first_pid && pid != "0" && unit_property("ActiveState") == "active"
+        }),
+        "not restarted:\n{}",
+        journal()
+    );
+    assert_eq!(unit_property("NRestarts"), "1");
+    assert_eq!(
+        probe(HOST_V4, 8080),
+        "open",
+        "the exposure after the restart"
+    );
+
+    // systemctl stop: a clean exit, and the rules stay (fail closed).
+    let (ok, _, stderr) = systemd("systemctl stop dockgate.service");
+    assert!(ok, "systemctl stop: {stderr}");
+    assert_eq!(unit_property("ActiveState"), "inactive", "{}", journal());
+    assert_eq!(unit_property("Result"), "success", "{}", journal());
+    assert_eq!(
+        probe_from("10.99.1.52", HOST_V4, 8080),
+        "dropped",
+        "rules after stop"
+    );
+    assert!(journal().contains("exiting; the rules stay in place"));
+
+    let security = systemd("systemd-analyze security --no-pager dockgate.service").1;
+    let overall = security
+        .lines()
+        .find(|line| line.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{security}"));
+    eprintln!("{}: {overall}", stack());
+}
