@@ -1016,7 +1016,11 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
     );
     assert_eq!(exposure_ids("root"), ["config-1", "runtime-1"]);
 
-    // Bad arguments are refused with the field named, and change nothing.
+    // Bad arguments are refused with the field named, and change nothing: not the list, not
+    // the state file, not a rule in the kernel.
+    let state_file = service.dockgate.state_dir().join("exposures.json");
+    let state_before = std::fs::read(&state_file).unwrap();
+    let rules_before = [kernel_rules("iptables"), kernel_rules("ip6tables")];
     for (arguments, field) in [
         ("Expose sasta{sv} 80/icmp 1 10.99.1.2 0 0", "port"),
         ("Expose sasta{sv} 8080/tcp 0 0 0", "sources"),
@@ -1066,6 +1070,11 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
         "{wrong_signature}"
     );
     assert_eq!(exposure_ids("root"), ["config-1", "runtime-1"]);
+    assert_eq!(std::fs::read(&state_file).unwrap(), state_before);
+    assert_eq!(
+        [kernel_rules("iptables"), kernel_rules("ip6tables")],
+        rules_before
+    );
     assert!(
         dbus_error("root", "Unexpose", "string:config-1")
             .contains("org.dockgate.Dockgate1.Error.ReadOnly")
