@@ -96,6 +96,15 @@ pub struct Daemon {
     last_reconcile: Option<Instant>,
 }
 
+/// The zone the bridges are bound to while Docker runs.
+fn bridge_zone(config: &Config) -> String {
+    config
+        .zone
+        .bind
+        .clone()
+        .unwrap_or_else(|| zones::DOCKER_ZONE.to_owned())
+}
+
 impl Daemon {
     pub fn new(
         enforcer: Enforcer,
@@ -104,6 +113,15 @@ impl Daemon {
         exposures: Store,
         bus: Option<zbus::Connection>,
     ) -> Self {
+        // What the API answers before the first reconcile: the config and the saved
+        // exposures are known at once (a call that starts dockgated through bus activation
+        // comes in before the first reconcile ends); firewalld and Docker are not yet.
+        let status = Status {
+            bridge_zone: bridge_zone(&config),
+            config: config.clone(),
+            runtime: exposures.all().to_vec(),
+            ..Status::default()
+        };
         Daemon {
             enforcer,
             config_path,
@@ -112,7 +130,7 @@ impl Daemon {
             bus,
             waiting: Vec::new(),
             exposures_changed: false,
-            status: Arc::default(),
+            status: Arc::new(Mutex::new(status)),
             triggers: BTreeSet::from(["start".to_owned()]),
             retry_at: None,
             retry_delay: FIRST_RETRY,
@@ -174,12 +192,7 @@ impl Daemon {
             let mut status = self.status.lock().expect("status lock");
             status.firewalld_connected = firewalld_connected;
             status.docker_connected = docker_connected;
-            status.bridge_zone = self
-                .config
-                .zone
-                .bind
-                .clone()
-                .unwrap_or_else(|| zones::DOCKER_ZONE.to_owned());
+            status.bridge_zone = bridge_zone(&self.config);
             status.config = self.config.clone();
             status.runtime = self.exposures.all().to_vec();
             status.ports = view.ports.clone();
