@@ -92,7 +92,10 @@ wait_for() {
 
 start_dbus() {
     mkdir -p /run/dbus
-    start_daemon dbus dbus-daemon --system --nofork --nopidfile
+    # --systemd-activation, as on a systemd host (Debian's dbus.service): an activation file
+    # with SystemdService= asks systemd to start that unit. Here only the nested systemd of
+    # start_systemd can answer, and only tests/sandbox_systemd.rs installs such a file.
+    start_daemon dbus dbus-daemon --system --nofork --nopidfile --systemd-activation
     wait_for dbus 100 test -S /run/dbus/system_bus_socket
 }
 
