@@ -263,7 +263,7 @@ stop_systemd() {
     if [ -e "$SANDBOX_SYSTEMD/made-etc-dockgate" ]; then
         rmdir /etc/dockgate 2>/dev/null || log "/etc/dockgate is not empty; left in place"
     fi
-    # Other tests' dockgated must not find a journal socket or a systemd there.
+    # The tests after this one find /run as the sandbox made it: no systemd, no journal.
     [ -e "$SANDBOX_SYSTEMD/made-run-systemd" ] && rm -rf /run/systemd /run/log
     rm -rf "$SANDBOX_SYSTEMD"
     return 0
