@@ -117,6 +117,15 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     ] {
         assert!(status.contains(expected), "{expected:?} in\n{status}");
     }
+    // As the daemon tests do: the first reconcile, then the pause in which Docker rebuilds its
+    // rules after the reload a first start may make (firewalld 2.x registration).
+    assert!(
+        eventually(Duration::from_secs(20), || journal()
+            .contains("reconciled trigger=")),
+        "no reconcile:\n{}",
+        journal()
+    );
+    std::thread::sleep(dockgate::reconcile::DOCKER_REBUILD_PAUSE);
     assert!(
         eventually(Duration::from_secs(30), || trusted_only(
             "10.99.1.50",
@@ -133,7 +142,12 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     );
     assert!(ok, "Expose: {stderr}\n{}", journal());
     assert_eq!(stdout.trim(), "s \"runtime-1\"");
-    assert_eq!(probe(HOST_V4, 8080), "open", "right after Expose returned");
+    assert_eq!(
+        probe(HOST_V4, 8080),
+        "open",
+        "right after Expose returned:\n{}",
+        journal()
+    );
     assert!(
         std::fs::read_to_string(format!("{STATE}/exposures.json"))
             .unwrap()
@@ -210,9 +224,10 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     );
     assert_eq!(unit_property("NRestarts"), "1");
     assert_eq!(
-        probe(HOST_V4, 8080),
+        probe_until(HOST_V4, 8080, "open", Duration::from_secs(10)),
         "open",
-        "the exposure after the restart"
+        "the exposure after the restart:\n{}",
+        journal()
     );
 
     // systemctl stop: a clean exit, and the rules stay (fail closed).
