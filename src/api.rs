@@ -84,6 +84,30 @@ pub struct Status {
     pub ports: Vec<PublishedPort>,
 }
 
+/// The values behind the properties that can change (Version cannot), to tell which did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Properties {
+    pub firewalld_connected: bool,
+    pub docker_connected: bool,
+    pub default: String,
+    pub bridge_zone: String,
+    pub rule_count: u32,
+    pub last_reconcile: u64,
+}
+
+impl Status {
+    pub fn properties(&self) -> Properties {
+        Properties {
+            firewalld_connected: self.firewalld_connected,
+            docker_connected: self.docker_connected,
+            default: self.config.default.to_string(),
+            bridge_zone: self.bridge_zone.clone(),
+            rule_count: self.rule_count,
+            last_reconcile: self.last_reconcile,
+        }
+    }
+}
+
 pub struct Api {
     pub calls: mpsc::Sender<(Call, Reply)>,
     pub status: Arc<Mutex<Status>>,
@@ -538,7 +562,7 @@ impl Api {
 
     #[zbus(property)]
     fn default(&self) -> String {
-        self.read(|status| status.config.default.to_string())
+        self.read(|status| status.properties().default)
     }
 
     #[zbus(property)]

@@ -188,8 +188,9 @@ impl Daemon {
             Err(ReconcileError::FirewalldNotRunning) => (false, false),
             Err(_) => (true, false),
         };
-        {
+        let (before, after) = {
             let mut status = self.status.lock().expect("status lock");
+            let before = status.properties();
             status.firewalld_connected = firewalld_connected;
             status.docker_connected = docker_connected;
             status.bridge_zone = bridge_zone(&self.config);
@@ -202,7 +203,8 @@ impl Daemon {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |elapsed| elapsed.as_micros() as u64);
             }
-        }
+            (before, status.properties())
+        };
         for Waiting { reply, answer, .. } in self.waiting.drain(..) {
             let _ = reply.send(match outcome {
                 Ok(_) => Ok(answer),
@@ -229,18 +231,29 @@ impl Daemon {
         {
             tracing::warn!(%error, "cannot emit ExposuresChanged");
         }
+        // PropertiesChanged for the properties whose value changed, and only those.
         let api = api.get().await;
-        for result in [
-            api.rule_count_changed(emitter).await,
-            api.last_reconcile_changed(emitter).await,
-            api.firewalld_connected_changed(emitter).await,
-            api.docker_connected_changed(emitter).await,
-            api.default_changed(emitter).await,
-            api.bridge_zone_changed(emitter).await,
-        ] {
-            if let Err(error) = result {
-                tracing::warn!(%error, "cannot emit PropertiesChanged");
-            }
+        let mut results = Vec::new();
+        if before.rule_count != after.rule_count {
+            results.push(api.rule_count_changed(emitter).await);
+        }
+        if before.last_reconcile != after.last_reconcile {
+            results.push(api.last_reconcile_changed(emitter).await);
+        }
+        if before.firewalld_connected != after.firewalld_connected {
+            results.push(api.firewalld_connected_changed(emitter).await);
+        }
+        if before.docker_connected != after.docker_connected {
+            results.push(api.docker_connected_changed(emitter).await);
+        }
+        if before.default != after.default {
+            results.push(api.default_changed(emitter).await);
+        }
+        if before.bridge_zone != after.bridge_zone {
+            results.push(api.bridge_zone_changed(emitter).await);
+        }
+        for error in results.into_iter().filter_map(Result::err) {
+            tracing::warn!(%error, "cannot emit PropertiesChanged");
         }
     }
 

@@ -1202,6 +1202,138 @@ fn the_interface_xml_file_is_what_dockgated_serves() {
     assert_eq!(interface_element(&file), interface_element(&live), "{live}");
 }
 
+/// The signals on dockgate's object path, as dbus-monitor prints them; stopped when dropped.
+struct SignalMonitor {
+    child: std::process::Child,
+    output: std::path::PathBuf,
+}
+
+impl SignalMonitor {
+    /// Returns once the monitor sees signals: it waits for one it emits itself.
+    fn start(name: &str) -> Self {
+        let output = std::env::temp_dir().join(format!("dockgate-test-{}-{name}.monitor", stack()));
+        let child = std::process::Command::new("dbus-monitor")
+            .args(["--system", "type='signal',path='/org/dockgate/Dockgate1'"])
+            .stdout(std::fs::File::create(&output).unwrap())
+            .spawn()
+            .unwrap();
+        let monitor = SignalMonitor { child, output };
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                sh("busctl --system emit /org/dockgate/Dockgate1 org.dockgate.Test Ready");
+                monitor.text().contains("member=Ready")
+            }),
+            "dbus-monitor saw nothing"
+        );
+        monitor
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Each signal seen: its member and its body, in order.
+    fn signals(&self) -> Vec<(String, String)> {
+        self.text()
+            .split("\nsignal ")
+            .filter_map(|message| {
+                let (header, body) = message.split_once('\n').unwrap_or((message, ""));
+                let member = header.split("member=").nth(1)?;
+                Some((member.trim().to_owned(), body.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The names of the properties announced in PropertiesChanged signals.
+    fn changed_properties(signals: &[(String, String)]) -> Vec<String> {
+        signals
+            .iter()
+            .filter(|(member, _)| member == "PropertiesChanged")
+            .flat_map(|(_, body)| {
+                body.split("dict entry(")
+                    .skip(1)
+                    .filter_map(|entry| entry.split('"').nth(1).map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl Drop for SignalMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.output);
+    }
+}
+
+/// What a GUI that listens sees: ExposuresChanged and Reconciled for a change, and
+/// PropertiesChanged for exactly the properties whose value changed.
+#[test]
+fn changes_are_announced_with_signals_and_only_changed_properties() {
+    in_sandbox();
+    let _web = Container::httpd("sig-web", "-p 8080:80");
+    let service = Service::start("signals", "");
+    service.wait_for_api();
+    service.wait_until_settled();
+    let monitor = SignalMonitor::start("signals");
+
+    let (ok, _, stderr) = busctl("root", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+    assert!(ok, "Expose: {stderr}");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let signals = monitor.signals();
+            signals
+                .iter()
+                .any(|(member, _)| member == "ExposuresChanged")
+                && SignalMonitor::changed_properties(&signals).contains(&"RuleCount".to_owned())
+        }),
+        "{}",
+        monitor.text()
+    );
+    // Expose answers once the kernel holds the rule; the property follows with its signal.
+    let rules = sh(&format!("busctl --system get-property {API} RuleCount"));
+    let rules = rules.trim().trim_start_matches("u ").to_owned();
+    let signals = monitor.signals();
+    let (_, reconciled) = signals
+        .iter()
+        .find(|(member, _)| member == "Reconciled")
+        .unwrap_or_else(|| panic!("no Reconciled:\n{}", monitor.text()));
+    assert!(
+        reconciled.contains("string \"Expose runtime-1 by uid 0\"")
+            && reconciled.contains(&format!("uint32 {rules}"))
+            && reconciled.contains("uint64 "),
+        "Reconciled(trigger, rules, duration_us): {reconciled}"
+    );
+    let mut changed = SignalMonitor::changed_properties(&signals);
+    changed.sort();
+    assert_eq!(
+        changed,
+        ["LastReconcile", "RuleCount"],
+        "{}",
+        monitor.text()
+    );
+
+    // A new config with another default: Default is announced, with its new value.
+    let seen = signals.len();
+    std::fs::write(
+        service.dockgate.dir.join("dockgate.toml"),
+        "default = \"allow\"\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = dockgatectl("reload");
+    assert!(ok, "{stderr}");
+    assert!(
+        eventually(Duration::from_secs(5), || monitor.signals()[seen..]
+            .iter()
+            .any(|(member, body)| member == "PropertiesChanged"
+                && body.contains("string \"Default\"")
+                && body.contains("string \"allow\""))),
+        "{}",
+        monitor.text()
+    );
+}
+
 fn dockgatectl(arguments: &str) -> (bool, String, String) {
     try_sh(&format!("{DOCKGATECTL} {arguments}"))
 }
