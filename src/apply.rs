@@ -139,7 +139,7 @@ pub struct Outcome {
 pub async fn apply(
     firewalld: &Firewalld,
     plan: &Plan,
-    in_kernel: impl FnOnce(),
+    in_kernel: impl FnOnce(&Plan),
 ) -> Result<Outcome, FirewalldError> {
     let started = std::time::Instant::now();
     let mut outcome = Outcome::default();
@@ -166,7 +166,7 @@ pub async fn apply(
         outcome.reloaded = true;
         outcome.rules_added = plan.rules.len();
         outcome.in_kernel_after = started.elapsed();
-        in_kernel();
+        in_kernel(plan);
         return Ok(outcome);
     }
 
@@ -210,7 +210,7 @@ pub async fn apply(
         outcome.writes += 1;
     }
     outcome.in_kernel_after = started.elapsed();
-    in_kernel();
+    in_kernel(plan);
 
     // The permanent layer last: reading and rewriting it costs firewalld time in proportion to
     // all its rules, and until the next reload the runtime layer is what is in force.

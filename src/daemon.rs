@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zbus::object_server::InterfaceRef;
 
-use crate::api::{self, Api, ApiError, Call, Reply, Status};
+use crate::api::{self, Api, ApiError, Call, Properties, Reply, Status};
 use crate::config::Config;
 use crate::docker::DockerEvent;
 use crate::exposures::{self, Store, StoreError};
@@ -94,6 +94,8 @@ pub struct Daemon {
     /// need no firewalld call at all.
     applied: Option<(Plan, Vec<String>)>,
     last_reconcile: Option<Instant>,
+    /// The property values last announced with PropertiesChanged (or served from the start).
+    announced: Properties,
 }
 
 /// The zone the bridges are bound to while Docker runs.
@@ -130,6 +132,7 @@ impl Daemon {
             bus,
             waiting: Vec::new(),
             exposures_changed: false,
+            announced: status.properties(),
             status: Arc::new(Mutex::new(status)),
             triggers: BTreeSet::from(["start".to_owned()]),
             retry_at: None,
@@ -188,9 +191,8 @@ impl Daemon {
             Err(ReconcileError::FirewalldNotRunning) => (false, false),
             Err(_) => (true, false),
         };
-        let (before, after) = {
+        let after = {
             let mut status = self.status.lock().expect("status lock");
-            let before = status.properties();
             status.firewalld_connected = firewalld_connected;
             status.docker_connected = docker_connected;
             status.bridge_zone = bridge_zone(&self.config);
@@ -203,7 +205,7 @@ impl Daemon {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |elapsed| elapsed.as_micros() as u64);
             }
-            (before, status.properties())
+            status.properties()
         };
         for Waiting { reply, answer, .. } in self.waiting.drain(..) {
             let _ = reply.send(match outcome {
@@ -231,7 +233,9 @@ impl Daemon {
         {
             tracing::warn!(%error, "cannot emit ExposuresChanged");
         }
-        // PropertiesChanged for the properties whose value changed, and only those.
+        // PropertiesChanged for the properties whose value changed since they were last
+        // announced (RuleCount may already have changed when the callers were answered).
+        let before = std::mem::replace(&mut self.announced, after.clone());
         let api = api.get().await;
         let mut results = Vec::new();
         if before.rule_count != after.rule_count {
@@ -416,8 +420,13 @@ impl Daemon {
             }
         }
         let (waiting, status, exposures) = (&mut self.waiting, &self.status, &self.exposures);
-        let answer_early = || {
-            status.lock().expect("status lock").runtime = exposures.all().to_vec();
+        let answer_early = |plan: &Plan| {
+            {
+                // What a caller reads right after its answer: the rules now in the kernel.
+                let mut status = status.lock().expect("status lock");
+                status.runtime = exposures.all().to_vec();
+                status.rule_count = plan.rules.len() as u32;
+            }
             let (now, later) = std::mem::take(waiting)
                 .into_iter()
                 .partition(|caller| caller.in_kernel_is_enough);

@@ -112,7 +112,7 @@ impl Enforcer {
         let docker = self.docker_view().await?;
         let mut store = Store::load(self.state.clone())?;
         store.expire(exposures::unix_now())?;
-        self.reconcile_since(started, config, store.all(), &docker, true, || ())
+        self.reconcile_since(started, config, store.all(), &docker, true, |_| ())
             .await
     }
 
@@ -127,7 +127,7 @@ impl Enforcer {
         runtime: &[RuntimeExposure],
         docker: &DockerView,
         bind_now: bool,
-        in_kernel: impl FnOnce(),
+        in_kernel: impl FnOnce(&Plan),
     ) -> Result<Reconciled, ReconcileError> {
         self.reconcile_since(Instant::now(), config, runtime, docker, bind_now, in_kernel)
             .await
@@ -140,7 +140,7 @@ impl Enforcer {
         runtime: &[RuntimeExposure],
         docker: &DockerView,
         bind_now: bool,
-        in_kernel: impl FnOnce(),
+        in_kernel: impl FnOnce(&Plan),
     ) -> Result<Reconciled, ReconcileError> {
         self.require_firewalld().await?;
         let plan = plan_for(config, runtime, docker);
@@ -189,7 +189,7 @@ impl Enforcer {
     /// back as dockgate found them and the bridges back in zone docker.
     pub async fn remove(&self) -> Result<(Outcome, ZoneOutcome), ReconcileError> {
         self.require_firewalld().await?;
-        let rules = apply::apply(&self.firewalld, &Plan::default(), || ()).await?;
+        let rules = apply::apply(&self.firewalld, &Plan::default(), |_| ()).await?;
         let zone = zones::restore(&self.firewalld, &self.state).await?;
         self.keep_rules_on_exit(false).await?;
         Ok((rules, zone))

@@ -1280,6 +1280,9 @@ fn changes_are_announced_with_signals_and_only_changed_properties() {
 
     let (ok, _, stderr) = busctl("root", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
     assert!(ok, "Expose: {stderr}");
+    // Read as soon as Expose answered: RuleCount already counts the new rule.
+    let rules = sh(&format!("busctl --system get-property {API} RuleCount"));
+    let rules = rules.trim().trim_start_matches("u ").to_owned();
     assert!(
         eventually(Duration::from_secs(5), || {
             let signals = monitor.signals();
@@ -1291,9 +1294,6 @@ fn changes_are_announced_with_signals_and_only_changed_properties() {
         "{}",
         monitor.text()
     );
-    // Expose answers once the kernel holds the rule; the property follows with its signal.
-    let rules = sh(&format!("busctl --system get-property {API} RuleCount"));
-    let rules = rules.trim().trim_start_matches("u ").to_owned();
     let signals = monitor.signals();
     let (_, reconciled) = signals
         .iter()
