@@ -562,7 +562,7 @@ impl Api {
 
     #[zbus(property)]
     fn default(&self) -> String {
-        self.read(|status| status.properties().default)
+        self.read(|status| status.config.default.to_string())
     }
 
     #[zbus(property)]

@@ -923,8 +923,6 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
     service.allowed_and_denied("after a restart");
 }
 
-const API: &str = "org.dockgate.Dockgate1 /org/dockgate/Dockgate1 org.dockgate.Dockgate1";
-
 /// The prefix that runs a command as `user`: nothing for root, setpriv (group nogroup, no
 /// supplementary groups) for anyone else.
 fn as_user(user: &str) -> String {

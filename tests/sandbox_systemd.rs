@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 
 const SYSTEMD: &str = "/run/sandbox/systemd";
-/// /etc/dockgate and /var/lib/dockgate as the nested systemd's services see them.
-const ETC: &str = "/run/sandbox/systemd/etc-dockgate";
+/// /etc/dockgate/dockgate.toml and /var/lib/dockgate as the nested systemd's services see them.
+const CONFIG: &str = "/run/sandbox/systemd/etc-dockgate/dockgate.toml";
 const STATE: &str = "/run/sandbox/systemd/var-lib/dockgate";
 /// The sandbox's private copy of the bus's activation files (tests/sandbox/sandbox).
 const ACTIVATION: &str = "/usr/share/dbus-1/system-services/org.dockgate.Dockgate1.service";
@@ -45,11 +45,11 @@ impl Drop for Booted {
     fn drop(&mut self) {
         // Without systemd on the bus, an activation would wait for it: no file, no waiting.
         if std::fs::remove_file(ACTIVATION).is_ok() {
-            let _ = try_sh(&reload_bus());
+            let _ = try_sh(RELOAD_BUS);
         }
         let _ = systemd("systemctl stop dockgate.service");
         let _ = try_sh(&format!(
-            "{DOCKGATED} --remove --config {ETC}/dockgate.toml --state-dir {STATE}"
+            "{DOCKGATED} --remove --config {CONFIG} --state-dir {STATE}"
         ));
         let _ = try_sh("sandbox-ctl stop systemd");
     }
@@ -75,12 +75,9 @@ fn install_unit() {
     sh("sandbox-ctl systemd systemctl daemon-reload");
 }
 
-fn reload_bus() -> String {
-    "busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig"
-        .to_owned()
-}
+const RELOAD_BUS: &str = "busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig";
 
-/// Trusted 10.99.1.50 is let in and 10.99.1.2 is not (nothing exposes 8080).
+/// `source` (trusted) reaches port 8080 and `other` is dropped.
 fn trusted_only(source: &str, other: &str) -> bool {
     probe_from(source, HOST_V4, 8080) == "open" && probe_from(other, HOST_V4, 8080) == "dropped"
 }
@@ -95,11 +92,7 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     sh("sandbox-ctl start systemd");
     let _booted = Booted;
     install_unit();
-    std::fs::write(
-        format!("{ETC}/dockgate.toml"),
-        "trusted = [\"10.99.1.50\"]\n",
-    )
-    .unwrap();
+    std::fs::write(CONFIG, "trusted = [\"10.99.1.50\"]\n").unwrap();
 
     // Type=dbus: start returns once dockgated holds its bus name.
     let (ok, _, stderr) = systemd("systemctl start dockgate.service");
@@ -136,10 +129,9 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     );
 
     // An exposure as root over the bus lands in StateDirectory=, which only root may read.
-    let (ok, stdout, stderr) = try_sh(
-        "busctl --system call org.dockgate.Dockgate1 /org/dockgate/Dockgate1 \
-         org.dockgate.Dockgate1 Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0",
-    );
+    let (ok, stdout, stderr) = try_sh(&format!(
+        "busctl --system call {API} Expose sasta{{sv}} 8080/tcp 1 10.99.1.2 0 0"
+    ));
     assert!(ok, "Expose: {stderr}\n{}", journal());
     assert_eq!(stdout.trim(), "s \"runtime-1\"");
     assert_eq!(
@@ -156,11 +148,7 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     assert_eq!(sh(&format!("stat -c %a {STATE}")).trim(), "700");
 
     // systemctl reload is SIGHUP: the new config is in force.
-    std::fs::write(
-        format!("{ETC}/dockgate.toml"),
-        "trusted = [\"10.99.1.51\"]\n",
-    )
-    .unwrap();
+    std::fs::write(CONFIG, "trusted = [\"10.99.1.51\"]\n").unwrap();
     let (ok, _, stderr) = systemd("systemctl reload dockgate.service");
     assert!(ok, "systemctl reload: {stderr}");
     assert!(
@@ -252,11 +240,10 @@ fn dockgate_service_runs_under_systemd_as_installed() {
         ACTIVATION,
     )
     .unwrap();
-    sh(&reload_bus());
-    let (ok, stdout, stderr) = try_sh(
-        "busctl --system --timeout=20 call org.dockgate.Dockgate1 /org/dockgate/Dockgate1 \
-         org.dockgate.Dockgate1 ListExposures",
-    );
+    sh(RELOAD_BUS);
+    let (ok, stdout, stderr) = try_sh(&format!(
+        "busctl --system --timeout=20 call {API} ListExposures"
+    ));
     assert!(ok, "activation: {stderr}\n{}", journal());
     assert!(
         stdout.contains("runtime-1"),

@@ -230,6 +230,9 @@ pub async fn within<T>(
         .unwrap_or_else(|_| panic!("timed out after {seconds} s waiting for {what}"))
 }
 
+/// dockgated's API as busctl names it: service, object path, interface.
+pub const API: &str = "org.dockgate.Dockgate1 /org/dockgate/Dockgate1 org.dockgate.Dockgate1";
+
 pub const DOCKGATED: &str = env!("CARGO_BIN_EXE_dockgated");
 pub const DOCKGATECTL: &str = env!("CARGO_BIN_EXE_dockgatectl");
 
