@@ -82,6 +82,39 @@ pub struct Status {
     pub config: Config,
     pub runtime: Vec<RuntimeExposure>,
     pub ports: Vec<PublishedPort>,
+    /// The zone that judges connections from outside to the host itself (firewalld's default
+    /// zone), which is where docker-proxy serves a port; None while firewalld is unknown.
+    pub host_zone: Option<String>,
+}
+
+/// One row of ListPorts: a published port and who may reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRow {
+    pub port: PublishedPort,
+    pub access: PortAccess,
+    /// "dockgate", or "zone NAME" for a port docker-proxy serves on the host.
+    pub judged_by: String,
+}
+
+/// The rows ListPorts answers with; the daemon compares them to announce PortsChanged.
+pub fn port_rows(status: &Status) -> Vec<PortRow> {
+    let exposures: Vec<Exposure> = all_exposures(status)
+        .into_iter()
+        .map(|(_, exposure, ..)| exposure)
+        .collect();
+    status
+        .ports
+        .iter()
+        .map(|port| PortRow {
+            access: port_access(port, &status.config, &exposures, &status.ports),
+            judged_by: if port.container_ip.is_none() && !port.is_loopback_only() {
+                format!("zone {}", status.host_zone.as_deref().unwrap_or("unknown"))
+            } else {
+                "dockgate".to_owned()
+            },
+            port: port.clone(),
+        })
+        .collect()
 }
 
 /// The values behind the properties that can change (Version cannot), to tell which did.
@@ -90,6 +123,7 @@ pub struct Properties {
     pub firewalld_connected: bool,
     pub docker_connected: bool,
     pub default: String,
+    pub verdict: String,
     pub bridge_zone: String,
     pub rule_count: u32,
     pub last_reconcile: u64,
@@ -101,6 +135,7 @@ impl Status {
             firewalld_connected: self.firewalld_connected,
             docker_connected: self.docker_connected,
             default: self.config.default.to_string(),
+            verdict: self.config.verdict.to_string(),
             bridge_zone: self.bridge_zone.clone(),
             rule_count: self.rule_count,
             last_reconcile: self.last_reconcile,
@@ -143,9 +178,8 @@ struct Caller {
     pid: Option<u32>,
 }
 
-/// The caller, once it may do `action`: uid 0 always may; anyone else is asked of polkit with
-/// the caller's bus name as the subject, interactively when the call allows it.
-async fn authorize(
+/// Who is calling, as the bus daemon vouches for it.
+async fn caller_of(
     connection: &zbus::Connection,
     header: &Header<'_>,
     action: &str,
@@ -161,33 +195,58 @@ async fn authorize(
     let uid = credentials.unix_user_id().ok_or_else(|| {
         ApiError::NotAuthorized(format!("{action}: the bus does not know the caller's uid"))
     })?;
-    let caller = Caller {
+    Ok(Caller {
         uid,
         pid: credentials.process_id(),
-    };
-    if uid == 0 {
-        return Ok(caller);
-    }
+    })
+}
+
+/// What polkit says of `action` for the caller: the caller's bus name is the subject (never
+/// dockgated's own pid), interactive only when asked for.
+async fn ask_polkit(
+    connection: &zbus::Connection,
+    header: &Header<'_>,
+    action: &str,
+    interactive: bool,
+) -> Result<zbus_polkit::policykit1::AuthorizationResult, ApiError> {
     let subject = Subject::new_for_message_header(header)
         .map_err(|error| ApiError::NotAuthorized(format!("{action}: {error}")))?;
-    let mut flags = CheckAuthorizationFlags::empty();
-    if header
-        .primary()
-        .flags()
-        .contains(Flags::ALLOW_INTERACTIVE_AUTH)
-    {
-        flags |= CheckAuthorizationFlags::ALLOW_USER_INTERACTION;
-    }
+    let flags = if interactive {
+        CheckAuthorizationFlags::ALLOW_USER_INTERACTION.into()
+    } else {
+        CheckAuthorizationFlags::empty()
+    };
     let authority = AuthorityProxy::new(connection).await?;
-    let result = authority
+    authority
         .check_authorization(&subject, action, &HashMap::new(), flags, "")
         .await
-        .map_err(|error| ApiError::NotAuthorized(format!("{action}: polkit: {error}")))?;
-    if result.is_authorized {
+        .map_err(|error| ApiError::NotAuthorized(format!("{action}: polkit: {error}")))
+}
+
+/// The caller, once it may do `action`: uid 0 always may; anyone else is asked of polkit,
+/// interactively when the call allows it.
+async fn authorize(
+    connection: &zbus::Connection,
+    header: &Header<'_>,
+    action: &str,
+) -> Result<Caller, ApiError> {
+    let caller = caller_of(connection, header, action).await?;
+    if caller.uid == 0 {
+        return Ok(caller);
+    }
+    let interactive = header
+        .primary()
+        .flags()
+        .contains(Flags::ALLOW_INTERACTIVE_AUTH);
+    if ask_polkit(connection, header, action, interactive)
+        .await?
+        .is_authorized
+    {
         Ok(caller)
     } else {
         Err(ApiError::NotAuthorized(format!(
-            "uid {uid} is not authorized for {action}"
+            "uid {} is not authorized for {action}",
+            caller.uid
         )))
     }
 }
@@ -226,11 +285,11 @@ fn source_contains(source: &Source, address: IpAddr) -> bool {
 }
 
 /// Who may reach one published port from other hosts, as ListPorts reports it.
-#[derive(Debug, PartialEq, Eq)]
-struct PortAccess {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortAccess {
     /// "denied", "trusted-only", "exposed" or "open" (SPEC §4).
-    state: &'static str,
-    sources: Vec<String>,
+    pub state: &'static str,
+    pub sources: Vec<String>,
 }
 
 /// A port bound to a loopback address is "denied" whatever the policy says: no other host can
@@ -361,16 +420,10 @@ impl Api {
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
         authorize(connection, &header, ACTION_READ).await?;
-        let status = self.status();
-        let exposures: Vec<Exposure> = all_exposures(&status)
+        Ok(port_rows(&self.status())
             .into_iter()
-            .map(|(_, exposure, ..)| exposure)
-            .collect();
-        Ok(status
-            .ports
-            .iter()
-            .map(|port| {
-                let access = port_access(port, &status.config, &exposures, &status.ports);
+            .map(|row| {
+                let port = row.port;
                 HashMap::from([
                     ("container".to_owned(), value(port.container.clone())),
                     ("container_id".to_owned(), value(port.container_id.clone())),
@@ -378,9 +431,10 @@ impl Api {
                     ("host_port".to_owned(), value(port.host_port)),
                     ("protocol".to_owned(), value(port.protocol.to_string())),
                     ("container_port".to_owned(), value(port.container_port)),
-                    ("state".to_owned(), value(access.state)),
-                    ("sources".to_owned(), value(access.sources)),
+                    ("state".to_owned(), value(row.access.state)),
+                    ("sources".to_owned(), value(row.access.sources)),
                     ("loopback_only".to_owned(), value(port.is_loopback_only())),
+                    ("judged_by".to_owned(), value(row.judged_by)),
                 ])
             })
             .collect())
@@ -545,6 +599,39 @@ impl Api {
             .map(|_| ())
     }
 
+    /// What the caller may do, for each action ("read", "expose", "admin"): "yes", "auth"
+    /// (polkit would ask for a password) or "no". Asks polkit without interaction, so a GUI
+    /// can show its buttons honestly; anyone may ask.
+    #[zbus(out_args("permissions"))]
+    async fn permissions(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        let caller = caller_of(connection, &header, "Permissions").await?;
+        let mut answers = HashMap::new();
+        for (name, action) in [
+            ("read", ACTION_READ),
+            ("expose", ACTION_EXPOSE),
+            ("admin", ACTION_ADMIN),
+        ] {
+            let answer = if caller.uid == 0 {
+                "yes"
+            } else {
+                let result = ask_polkit(connection, &header, action, false).await?;
+                if result.is_authorized {
+                    "yes"
+                } else if result.is_challenge {
+                    "auth"
+                } else {
+                    "no"
+                }
+            };
+            answers.insert(name.to_owned(), answer.to_owned());
+        }
+        Ok(answers)
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
@@ -566,6 +653,11 @@ impl Api {
     }
 
     #[zbus(property)]
+    fn verdict(&self) -> String {
+        self.read(|status| status.config.verdict.to_string())
+    }
+
+    #[zbus(property)]
     fn bridge_zone(&self) -> String {
         self.read(|status| status.bridge_zone.clone())
     }
@@ -582,6 +674,10 @@ impl Api {
 
     #[zbus(signal)]
     pub async fn exposures_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
+    /// The published ports, or who may reach them, changed: ListPorts answers differently.
+    #[zbus(signal)]
+    pub async fn ports_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 
     #[zbus(signal)]
     pub async fn reconciled(
@@ -627,6 +723,8 @@ pub trait Dockgate1 {
     #[zbus(allow_interactive_auth)]
     fn reload_config(&self) -> zbus::Result<()>;
 
+    fn permissions(&self) -> zbus::Result<HashMap<String, String>>;
+
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
     #[zbus(property)]
@@ -635,6 +733,8 @@ pub trait Dockgate1 {
     fn docker_connected(&self) -> zbus::Result<bool>;
     #[zbus(property)]
     fn default(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn verdict(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn bridge_zone(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zbus::object_server::InterfaceRef;
 
-use crate::api::{self, Api, ApiError, Call, Properties, Reply, Status};
+use crate::api::{self, Api, ApiError, Call, PortRow, Properties, Reply, Status};
 use crate::config::Config;
 use crate::docker::DockerEvent;
 use crate::exposures::{self, Store, StoreError};
@@ -96,6 +96,8 @@ pub struct Daemon {
     last_reconcile: Option<Instant>,
     /// The property values last announced with PropertiesChanged (or served from the start).
     announced: Properties,
+    /// ListPorts' answer when PortsChanged was last announced (or served from the start).
+    announced_ports: Vec<PortRow>,
 }
 
 /// The zone the bridges are bound to while Docker runs.
@@ -133,6 +135,7 @@ impl Daemon {
             waiting: Vec::new(),
             exposures_changed: false,
             announced: status.properties(),
+            announced_ports: api::port_rows(&status),
             status: Arc::new(Mutex::new(status)),
             triggers: BTreeSet::from(["start".to_owned()]),
             retry_at: None,
@@ -186,6 +189,10 @@ impl Daemon {
         trigger: &str,
         view: &DockerView,
     ) {
+        let host_zone = match outcome {
+            Ok(_) => self.enforcer.firewalld.default_zone().await.ok(),
+            Err(_) => None,
+        };
         let (firewalld_connected, docker_connected) = match outcome {
             Ok((_, docker_ok)) => (true, docker_ok),
             Err(ReconcileError::FirewalldNotRunning) => (false, false),
@@ -199,6 +206,11 @@ impl Daemon {
             status.config = self.config.clone();
             status.runtime = self.exposures.all().to_vec();
             status.ports = view.ports.clone();
+            if !firewalld_connected {
+                status.host_zone = None;
+            } else if let Some(zone) = &host_zone {
+                status.host_zone = Some(zone.clone());
+            }
             if let Ok((done, _)) = outcome {
                 status.rule_count = done.plan.rules.len() as u32;
                 status.last_reconcile = std::time::SystemTime::now()
@@ -218,6 +230,7 @@ impl Daemon {
                 ))),
             });
         }
+        self.announce_ports(api).await;
         let Some(api) = api else { return };
         let emitter = api.signal_emitter();
         if let Ok((done, _)) = outcome {
@@ -253,11 +266,28 @@ impl Daemon {
         if before.default != after.default {
             results.push(api.default_changed(emitter).await);
         }
+        if before.verdict != after.verdict {
+            results.push(api.verdict_changed(emitter).await);
+        }
         if before.bridge_zone != after.bridge_zone {
             results.push(api.bridge_zone_changed(emitter).await);
         }
         for error in results.into_iter().filter_map(Result::err) {
             tracing::warn!(%error, "cannot emit PropertiesChanged");
+        }
+    }
+
+    /// PortsChanged when ListPorts would answer differently from when it was last announced.
+    async fn announce_ports(&mut self, api: Option<&InterfaceRef<Api>>) {
+        let rows = api::port_rows(&self.status.lock().expect("status lock"));
+        if rows == self.announced_ports {
+            return;
+        }
+        self.announced_ports = rows;
+        if let Some(api) = api
+            && let Err(error) = Api::ports_changed(api.signal_emitter()).await
+        {
+            tracing::warn!(%error, "cannot emit PortsChanged");
         }
     }
 
@@ -416,6 +446,7 @@ impl Daemon {
             if self.applied.as_ref() == Some(&wanted) {
                 tracing::debug!(trigger, "Docker changed nothing dockgate enforces");
                 self.status.lock().expect("status lock").ports = view.ports;
+                self.announce_ports(api).await;
                 return;
             }
         }

@@ -984,6 +984,21 @@ fn exposure_ids(user: &str) -> Vec<String> {
     ids
 }
 
+/// Permissions() as `user` sees it: "read=yes expose=auth admin=auth".
+fn permissions(user: &str) -> String {
+    let (ok, stdout, stderr) = busctl(user, "Permissions --json=short");
+    assert!(ok, "Permissions as {user}: {stderr}");
+    let answers: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    ["read", "expose", "admin"]
+        .map(|action| {
+            format!(
+                "{action}={}",
+                answers["data"][0][action].as_str().unwrap_or("(missing)")
+            )
+        })
+        .join(" ")
+}
+
 /// Issue 5 over the real system bus with real polkitd: root exposes and unexposes a port and a
 /// client sees it at once; config exposures are read-only; bad arguments change nothing; an
 /// unprivileged caller is refused until a polkit rule lets it read, then expose.
@@ -1091,7 +1106,10 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
             .contains("org.dockgate.Dockgate1.Error.NotFound")
     );
 
-    // An unprivileged caller: polkit says no (no session, auth_admin) to everything.
+    // An unprivileged caller: polkit says no (no session, auth_admin) to everything, and
+    // Permissions says so without trying.
+    assert_eq!(permissions("root"), "read=yes expose=yes admin=yes");
+    assert_eq!(permissions("nobody"), "read=auth expose=auth admin=auth");
     let refused = dbus_error("nobody", "ListExposures", "");
     assert!(
         refused.contains("org.dockgate.Dockgate1.Error.NotAuthorized")
@@ -1123,6 +1141,7 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
         "polkitd did not pick up the read rule"
     );
     assert_eq!(exposure_ids("nobody"), ["config-1"]);
+    assert_eq!(permissions("nobody"), "read=yes expose=auth admin=auth");
     let (ok, _, _) = busctl("nobody", "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
     assert!(!ok, "a read-only caller exposed a port");
 
@@ -1149,6 +1168,7 @@ fn the_dbus_api_exposes_with_real_packets_and_asks_polkit_about_everyone_but_roo
         "nobody could not expose with the example rule after joining group dockgate:\n{}",
         service.log()
     );
+    assert_eq!(permissions("nobody"), "read=yes expose=yes admin=auth");
     let answer = probe(HOST_V4, 8080);
     assert_eq!(
         answer,
@@ -1330,6 +1350,20 @@ fn changes_are_announced_with_signals_and_only_changed_properties() {
         "{}",
         monitor.text()
     );
+
+    // A container that starts changes no rule, but it is a new published port: PortsChanged,
+    // and ListPorts has it by then.
+    let seen = monitor.signals().len();
+    let _db = Container::httpd("sig-db", "-p 8081:80");
+    assert!(
+        eventually(Duration::from_secs(5), || monitor.signals()[seen..]
+            .iter()
+            .any(|(member, _)| member == "PortsChanged")),
+        "no PortsChanged for a new container:\n{}",
+        monitor.text()
+    );
+    let (ok, ports, stderr) = busctl("root", "ListPorts --json=short");
+    assert!(ok && ports.contains("sig-db"), "{stderr}{ports}");
 }
 
 fn dockgatectl(arguments: &str) -> (bool, String, String) {

@@ -213,11 +213,14 @@ mod client {
                 let exposures = api.list_exposures().await.map_err(reason)?;
                 let ports = api.list_ports().await.map_err(reason)?;
                 let last = api.last_reconcile().await.map_err(reason)?;
+                let permissions = api.permissions().await.map_err(reason)?;
                 let status = serde_json::json!({
                     "version": api.version().await.map_err(reason)?,
                     "firewalld_connected": api.firewalld_connected().await.map_err(reason)?,
                     "docker_connected": api.docker_connected().await.map_err(reason)?,
                     "default": api.default().await.map_err(reason)?,
+                    "verdict": api.verdict().await.map_err(reason)?,
+                    "permissions": permissions,
                     "bridge_zone": api.bridge_zone().await.map_err(reason)?,
                     "rule_count": api.rule_count().await.map_err(reason)?,
                     "last_reconcile": last,
@@ -246,8 +249,9 @@ mod client {
                 println!("  firewalld:  {}", yes_no("firewalld_connected"));
                 println!("  Docker:     {}", yes_no("docker_connected"));
                 println!(
-                    "  policy:     default {}, {} rules in force, bridges in zone {}",
+                    "  policy:     default {}, verdict {}, {} rules in force, bridges in zone {}",
                     status["default"].as_str().unwrap_or_default(),
+                    status["verdict"].as_str().unwrap_or_default(),
                     status["rule_count"],
                     status["bridge_zone"].as_str().unwrap_or_default()
                 );
@@ -268,6 +272,17 @@ mod client {
                     ports.len()
                 );
                 println!("  exposures:  {}", exposures.len());
+                let answer = |action: &str| match permissions.get(action).map(String::as_str) {
+                    Some("yes") => "yes",
+                    Some("auth") => "with a password",
+                    _ => "no",
+                };
+                println!(
+                    "  you may:    read {}, expose {}, administer {}",
+                    answer("read"),
+                    answer("expose"),
+                    answer("admin")
+                );
             }
             Command::Ports => {
                 let mut ports = api.list_ports().await.map_err(reason)?;
@@ -288,6 +303,7 @@ mod client {
                         ("TO", "container_port"),
                         ("STATE", "state"),
                         ("SOURCES", "sources"),
+                        ("JUDGED BY", "judged_by"),
                     ],
                     as_json,
                 );

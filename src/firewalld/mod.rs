@@ -329,6 +329,11 @@ impl Firewalld {
         })
     }
 
+    /// The zone of every interface and source not bound to another zone.
+    pub async fn default_zone(&self) -> Result<String> {
+        Ok(self.main.get_default_zone().await?)
+    }
+
     /// firewalld.conf's CleanupOnExit, as written there ("yes", "no", "true", "false").
     pub async fn cleanup_on_exit(&self) -> Result<String> {
         Ok(self.config.cleanup_on_exit().await?)
