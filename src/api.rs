@@ -212,7 +212,7 @@ async fn ask_polkit(
     let subject = Subject::new_for_message_header(header)
         .map_err(|error| ApiError::NotAuthorized(format!("{action}: {error}")))?;
     let flags = if interactive {
-        CheckAuthorizationFlags::ALLOW_USER_INTERACTION.into()
+        CheckAuthorizationFlags::ALLOW_USER_INTERACTION
     } else {
         CheckAuthorizationFlags::empty()
     };
