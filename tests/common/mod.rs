@@ -2,8 +2,13 @@
 //! the sandbox's tools, probe from client namespaces, and clean up containers.
 #![allow(dead_code)] // each test binary uses its own subset
 
+mod service;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use service::*;
 
 use dockgate::docker::Docker;
 use dockgate::firewalld::Firewalld;
