@@ -21,4 +21,5 @@ install:
 	install -Dm644 dbus/org.dockgate.Dockgate1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/org.dockgate.Dockgate1.xml
 	install -Dm644 polkit/org.dockgate.Dockgate1.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/org.dockgate.Dockgate1.policy
 	install -Dm644 polkit/50-dockgate.rules.example $(DESTDIR)$(PREFIX)/share/doc/dockgate/50-dockgate.rules.example
+	install -Dm644 polkit/60-dockgate-web-team.rules.example $(DESTDIR)$(PREFIX)/share/doc/dockgate/60-dockgate-web-team.rules.example
 	install -dm755 $(DESTDIR)/etc/dockgate

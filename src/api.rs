@@ -13,10 +13,10 @@ use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
-use crate::config::{Config, DefaultPolicy, Exposure, PortRange, Source};
+use crate::config::{Config, Exposure, PortRange};
 use crate::docker::PublishedPort;
-use crate::exposures::{InvalidArgument, Request, RuntimeExposure};
-use crate::plan;
+use crate::exposures::{InvalidArgument, Listed, Origin, Request};
+use crate::policy::{self, Access, HostZones, Policy};
 
 pub const BUS_NAME: &str = "org.dockgate.Dockgate1";
 pub const OBJECT_PATH: &str = "/org/dockgate/Dockgate1";
@@ -80,41 +80,55 @@ pub struct Status {
     /// Unix microseconds.
     pub last_reconcile: u64,
     pub config: Config,
-    pub runtime: Vec<RuntimeExposure>,
+    /// Every exposure, config and runtime.
+    pub exposures: Vec<Listed>,
     pub ports: Vec<PublishedPort>,
-    /// The zone that judges connections from outside to the host itself (firewalld's default
-    /// zone), which is where docker-proxy serves a port; None while firewalld is unknown.
-    pub host_zone: Option<String>,
+    /// What firewalld lets in to the host itself (where docker-proxy serves ports), as last
+    /// read; None until firewalld could be read.
+    pub host_zones: Option<HostZones>,
 }
 
 /// One row of ListPorts: a published port and who may reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRow {
     pub port: PublishedPort,
-    pub access: PortAccess,
-    /// "dockgate", or "zone NAME" for a port docker-proxy serves on the host.
-    pub judged_by: String,
+    pub access: Access,
 }
 
-/// The rows ListPorts answers with; the daemon compares them to announce PortsChanged.
-pub fn port_rows(status: &Status) -> Vec<PortRow> {
-    let exposures: Vec<Exposure> = all_exposures(status)
-        .into_iter()
-        .map(|(_, exposure, ..)| exposure)
-        .collect();
-    status
-        .ports
-        .iter()
-        .map(|port| PortRow {
-            access: port_access(port, &status.config, &exposures, &status.ports),
-            judged_by: if port.container_ip.is_none() && !port.is_loopback_only() {
-                format!("zone {}", status.host_zone.as_deref().unwrap_or("unknown"))
-            } else {
-                "dockgate".to_owned()
-            },
-            port: port.clone(),
-        })
-        .collect()
+/// One row of ListExposures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposureRow {
+    pub listed: Listed,
+    pub active: bool,
+}
+
+impl Status {
+    pub fn policy(&self) -> Policy {
+        Policy::new(&self.config, &self.exposures, &self.ports)
+    }
+
+    /// What ListPorts answers; the daemon compares it to announce PortsChanged.
+    pub fn port_rows(&self) -> Vec<PortRow> {
+        let policy = self.policy();
+        self.ports
+            .iter()
+            .map(|port| PortRow {
+                access: policy::access(&policy, self.host_zones.as_ref(), port),
+                port: port.clone(),
+            })
+            .collect()
+    }
+
+    /// What ListExposures answers; the daemon compares it to announce ExposuresChanged.
+    pub fn exposure_rows(&self) -> Vec<ExposureRow> {
+        self.exposures
+            .iter()
+            .map(|listed| ExposureRow {
+                active: policy::in_force(&listed.exposure, &self.ports),
+                listed: listed.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The values behind the properties that can change (Version cannot), to tell which did.
@@ -149,10 +163,6 @@ pub struct Api {
 }
 
 impl Api {
-    fn status(&self) -> Status {
-        self.read(Status::clone)
-    }
-
     /// One look at the status without copying all of it (the properties need one field each).
     fn read<T>(&self, look: impl FnOnce(&Status) -> T) -> T {
         look(&self.status.lock().expect("status lock"))
@@ -207,6 +217,7 @@ async fn ask_polkit(
     connection: &zbus::Connection,
     header: &Header<'_>,
     action: &str,
+    details: &Details,
     interactive: bool,
 ) -> Result<zbus_polkit::policykit1::AuthorizationResult, ApiError> {
     let subject = Subject::new_for_message_header(header)
@@ -217,18 +228,47 @@ async fn ask_polkit(
         CheckAuthorizationFlags::empty()
     };
     let authority = AuthorityProxy::new(connection).await?;
+    let details: HashMap<&str, &str> = details
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
     authority
-        .check_authorization(&subject, action, &HashMap::new(), flags, "")
+        .check_authorization(&subject, action, &details, flags, "")
         .await
         .map_err(|error| ApiError::NotAuthorized(format!("{action}: polkit: {error}")))
 }
 
+/// What a call asks for, as polkit details (`action.lookup("port")` in a rule): `port`,
+/// `sources` (comma-joined), `ttl` (seconds, "0" = until removed), `container`, `id`.
+type Details = Vec<(&'static str, String)>;
+
+/// The details of an exposure: what Expose asks for, and what Unexpose would take away.
+fn exposure_details(exposure: &Exposure) -> Details {
+    let mut details = vec![
+        ("port", exposure.port.to_string()),
+        (
+            "sources",
+            exposure
+                .from
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ];
+    if let Some(container) = &exposure.container {
+        details.push(("container", container.clone()));
+    }
+    details
+}
+
 /// The caller, once it may do `action`: uid 0 always may; anyone else is asked of polkit,
-/// interactively when the call allows it.
+/// with the call's details, interactively when the call allows it.
 async fn authorize(
     connection: &zbus::Connection,
     header: &Header<'_>,
     action: &str,
+    details: &Details,
 ) -> Result<Caller, ApiError> {
     let caller = caller_of(connection, header, action).await?;
     if caller.uid == 0 {
@@ -238,7 +278,7 @@ async fn authorize(
         .primary()
         .flags()
         .contains(Flags::ALLOW_INTERACTIVE_AUTH);
-    if ask_polkit(connection, header, action, interactive)
+    if ask_polkit(connection, header, action, details, interactive)
         .await?
         .is_authorized
     {
@@ -273,143 +313,6 @@ fn option_string(
     }
 }
 
-/// Whether `source` lets `address` in.
-fn source_contains(source: &Source, address: IpAddr) -> bool {
-    match source {
-        Source::Any => true,
-        Source::Net(net) => net.contains(&address),
-        Source::Range(first, last) => {
-            first.is_ipv6() == address.is_ipv6() && *first <= address && address <= *last
-        }
-    }
-}
-
-/// Who may reach one published port from other hosts, as ListPorts reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortAccess {
-    /// "denied", "trusted-only", "exposed" or "open" (SPEC §4).
-    pub state: &'static str,
-    pub sources: Vec<String>,
-}
-
-/// A port bound to a loopback address is "denied" whatever the policy says: no other host can
-/// reach it (the kernel drops packets from outside addressed to 127.0.0.0/8 or ::1).
-fn port_access(
-    port: &PublishedPort,
-    config: &Config,
-    exposures: &[Exposure],
-    ports: &[PublishedPort],
-) -> PortAccess {
-    if port.is_loopback_only() {
-        return PortAccess {
-            state: "denied",
-            sources: Vec::new(),
-        };
-    }
-    let matching: Vec<&Exposure> = exposures
-        .iter()
-        .filter(|exposure| {
-            exposure.port.contains(port.host_port, port.protocol) && plan::in_force(exposure, ports)
-        })
-        .collect();
-    let mut sources: Vec<String> = config.trusted.iter().map(|s| s.to_string()).collect();
-    sources.extend(
-        matching
-            .iter()
-            .flat_map(|exposure| exposure.from.iter().map(|s| s.to_string())),
-    );
-    let state = if config.default == DefaultPolicy::Allow
-        || matching
-            .iter()
-            .any(|exposure| exposure.from.contains(&Source::Any))
-        || config.trusted.contains(&Source::Any)
-    {
-        "open"
-    } else if !matching.is_empty() {
-        "exposed"
-    } else if !config.trusted.is_empty() {
-        "trusted-only"
-    } else {
-        "denied"
-    };
-    PortAccess { state, sources }
-}
-
-/// Would a new connection from `address` to host port(s) `port` get through, and why.
-fn explain(status: &Status, address: IpAddr, port: PortRange) -> (bool, String) {
-    let published: Vec<&PublishedPort> = status
-        .ports
-        .iter()
-        .filter(|published| port.contains(published.host_port, published.protocol))
-        .collect();
-    if let Some(first) = published.first()
-        && published
-            .iter()
-            .all(|published| published.is_loopback_only())
-    {
-        return (
-            false,
-            format!(
-                "{port} is published on {} only: no other host can reach it",
-                first.host_ip
-            ),
-        );
-    }
-    if status.config.default == DefaultPolicy::Allow {
-        return (
-            true,
-            "default = \"allow\": dockgate lets everything through".into(),
-        );
-    }
-    if let Some(trusted) = status
-        .config
-        .trusted
-        .iter()
-        .find(|trusted| source_contains(trusted, address))
-    {
-        return (true, format!("trusted source {trusted}"));
-    }
-    for (id, exposure, ..) in all_exposures(status) {
-        if exposure.port.protocol == port.protocol
-            && exposure.port.first <= port.first
-            && port.last <= exposure.port.last
-            && exposure
-                .from
-                .iter()
-                .any(|allowed| source_contains(allowed, address))
-            && plan::in_force(&exposure, &status.ports)
-        {
-            return (true, format!("exposure {id}"));
-        }
-    }
-    (
-        false,
-        format!(
-            "no trusted source and no exposure of {port} lets {address} in: verdict {}",
-            status.config.verdict
-        ),
-    )
-}
-
-/// Every exposure (config first, then runtime) with the id callers know it by.
-fn all_exposures(status: &Status) -> Vec<(String, Exposure, &'static str, u64, u32)> {
-    let mut all: Vec<_> = plan::config_exposure_ids(&status.config)
-        .into_iter()
-        .zip(&status.config.expose)
-        .map(|(id, exposure)| (id, exposure.clone(), "config", 0, 0))
-        .collect();
-    all.extend(status.runtime.iter().map(|entry| {
-        (
-            entry.id.clone(),
-            entry.exposure(),
-            "runtime",
-            entry.expires_at,
-            entry.owner_uid,
-        )
-    }));
-    all
-}
-
 #[zbus::interface(name = "org.dockgate.Dockgate1")]
 impl Api {
     /// Every port Docker publishes, with what dockgate lets through to it.
@@ -419,8 +322,9 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
-        authorize(connection, &header, ACTION_READ).await?;
-        Ok(port_rows(&self.status())
+        authorize(connection, &header, ACTION_READ, &Details::new()).await?;
+        Ok(self
+            .read(Status::port_rows)
             .into_iter()
             .map(|row| {
                 let port = row.port;
@@ -431,10 +335,10 @@ impl Api {
                     ("host_port".to_owned(), value(port.host_port)),
                     ("protocol".to_owned(), value(port.protocol.to_string())),
                     ("container_port".to_owned(), value(port.container_port)),
-                    ("state".to_owned(), value(row.access.state)),
+                    ("state".to_owned(), value(row.access.state.as_str())),
                     ("sources".to_owned(), value(row.access.sources)),
                     ("loopback_only".to_owned(), value(port.is_loopback_only())),
-                    ("judged_by".to_owned(), value(row.judged_by)),
+                    ("judged_by".to_owned(), value(row.access.judged_by)),
                 ])
             })
             .collect())
@@ -446,15 +350,22 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
-        authorize(connection, &header, ACTION_READ).await?;
-        let status = self.status();
-        Ok(all_exposures(&status)
+        authorize(connection, &header, ACTION_READ, &Details::new()).await?;
+        Ok(self
+            .read(Status::exposure_rows)
             .into_iter()
-            .map(|(id, exposure, origin, expires_at, owner_uid)| {
+            .map(|ExposureRow { listed, active }| {
+                let exposure = listed.exposure;
                 let sources: Vec<String> = exposure.from.iter().map(|s| s.to_string()).collect();
-                let active = plan::in_force(&exposure, &status.ports);
+                let (owner_uid, expires_at) = match listed.origin {
+                    Origin::Config => (0, 0),
+                    Origin::Runtime {
+                        owner_uid,
+                        expires_at,
+                    } => (owner_uid, expires_at),
+                };
                 HashMap::from([
-                    ("id".to_owned(), value(id)),
+                    ("id".to_owned(), value(listed.id)),
                     ("port".to_owned(), value(exposure.port.to_string())),
                     (
                         "protocol".to_owned(),
@@ -462,14 +373,14 @@ impl Api {
                     ),
                     (
                         "container".to_owned(),
-                        value(exposure.container.clone().unwrap_or_default()),
+                        value(exposure.container.unwrap_or_default()),
                     ),
                     ("sources".to_owned(), value(sources)),
-                    ("origin".to_owned(), value(origin)),
+                    ("origin".to_owned(), value(listed.origin.as_str())),
                     ("expires_at".to_owned(), value(expires_at)),
                     (
                         "comment".to_owned(),
-                        value(exposure.comment.clone().unwrap_or_default()),
+                        value(exposure.comment.unwrap_or_default()),
                     ),
                     ("owner_uid".to_owned(), value(owner_uid)),
                     ("active".to_owned(), value(active)),
@@ -488,7 +399,8 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<String, ApiError> {
-        let caller = authorize(connection, &header, ACTION_EXPOSE).await?;
+        // The arguments are checked first, so that polkit rules see them as dockgate
+        // understands them ("8080/tcp", sources written canonically).
         if let Some(key) = options
             .keys()
             .find(|key| !OPTION_KEYS.contains(&key.as_str()))
@@ -508,6 +420,9 @@ impl Api {
             comment: comment.as_deref(),
         }
         .check()?;
+        let mut details = exposure_details(&exposure);
+        details.push(("ttl", ttl_seconds.to_string()));
+        let caller = authorize(connection, &header, ACTION_EXPOSE, &details).await?;
         tracing::info!(
             uid = caller.uid,
             pid = caller.pid,
@@ -534,11 +449,35 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), ApiError> {
-        let caller = authorize(connection, &header, ACTION_EXPOSE).await?;
         if id.len() > 64 {
             return Err(ApiError::InvalidArgument(
                 "id: longer than any exposure id".to_owned(),
             ));
+        }
+        let found = self.read(|status| {
+            status
+                .exposures
+                .iter()
+                .find(|listed| listed.id == id)
+                .cloned()
+        });
+        let mut details = vec![("id", id.clone())];
+        if let Some(listed) = &found {
+            details.extend(exposure_details(&listed.exposure));
+        }
+        let caller = authorize(connection, &header, ACTION_EXPOSE, &details).await?;
+        // Removing someone else's exposure is an admin's call; the owner may always.
+        if let Some(Origin::Runtime { owner_uid, .. }) = found.map(|listed| listed.origin)
+            && owner_uid != caller.uid
+        {
+            authorize(connection, &header, ACTION_ADMIN, &details)
+                .await
+                .map_err(|error| match error {
+                    ApiError::NotAuthorized(_) => ApiError::NotAuthorized(format!(
+                        "{id} belongs to uid {owner_uid}; removing another user's exposure needs {ACTION_ADMIN}"
+                    )),
+                    other => other,
+                })?;
         }
         tracing::info!(uid = caller.uid, pid = caller.pid, caller = ?header.sender(), method = "Unexpose", id, "D-Bus call");
         self.call(Call::Unexpose {
@@ -558,7 +497,7 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(bool, String), ApiError> {
-        authorize(connection, &header, ACTION_READ).await?;
+        authorize(connection, &header, ACTION_READ, &Details::new()).await?;
         let address: IpAddr = source.parse().map_err(|_| {
             ApiError::InvalidArgument(format!(
                 "source: \"{}\" is not an IPv4 or IPv6 address",
@@ -572,7 +511,16 @@ impl Api {
         }
         .check()?
         .port;
-        Ok(explain(&self.status(), address, port))
+        let judgement = self.read(|status| {
+            policy::explain(
+                &status.policy(),
+                status.host_zones.as_ref(),
+                &status.ports,
+                address,
+                port,
+            )
+        });
+        Ok((judgement.allowed, judgement.reason.to_string()))
     }
 
     async fn reconcile(
@@ -580,7 +528,7 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), ApiError> {
-        let caller = authorize(connection, &header, ACTION_ADMIN).await?;
+        let caller = authorize(connection, &header, ACTION_ADMIN, &Details::new()).await?;
         tracing::info!(uid = caller.uid, pid = caller.pid, caller = ?header.sender(), method = "Reconcile", "D-Bus call");
         self.call(Call::Reconcile { uid: caller.uid })
             .await
@@ -592,7 +540,7 @@ impl Api {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), ApiError> {
-        let caller = authorize(connection, &header, ACTION_ADMIN).await?;
+        let caller = authorize(connection, &header, ACTION_ADMIN, &Details::new()).await?;
         tracing::info!(uid = caller.uid, pid = caller.pid, caller = ?header.sender(), method = "ReloadConfig", "D-Bus call");
         self.call(Call::ReloadConfig { uid: caller.uid })
             .await
@@ -618,7 +566,8 @@ impl Api {
             let answer = if caller.uid == 0 {
                 "yes"
             } else {
-                let result = ask_polkit(connection, &header, action, false).await?;
+                let result =
+                    ask_polkit(connection, &header, action, &Details::new(), false).await?;
                 if result.is_authorized {
                     "yes"
                 } else if result.is_challenge {
@@ -742,6 +691,3 @@ pub trait Dockgate1 {
     #[zbus(property)]
     fn last_reconcile(&self) -> zbus::Result<u64>;
 }
-
-#[cfg(test)]
-mod tests;

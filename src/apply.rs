@@ -1,122 +1,32 @@
-//! Closing the gap between the plan and what firewalld holds: a pure diff, then the fewest
-//! firewalld calls, in an order that never lets a denied connection through.
+//! The applier: reads what firewalld holds, asks `diff` what to change, and makes the calls.
+//! It decides nothing itself. An apply has phases, so that whoever drives it can answer
+//! callers once the kernel holds the rules, before the slower permanent layer is written:
 //!
-//! Both layers are kept equal to the plan. The runtime layer is what is in the kernel now; the
-//! permanent layer is what firewalld puts back by itself on every start and reload, before it
-//! emits `Reloaded` and before Docker restores its DNAT, so a reload has no window to cover.
+//! 1. [`Applier::runtime_phase`]: CleanupOnExit, zone docker's settings and, when firewalld
+//!    must reload for them (or for its first rules on firewalld 2.x), the permanent direct
+//!    layer and the reload; then the runtime direct rules. After it the kernel holds the plan.
+//! 2. [`Applier::permanent_phase`]: the permanent direct layer, which firewalld restores by
+//!    itself on its next start or reload.
+//! 3. [`Applier::bridges_phase`]: the bridges where `bind` wants them.
 
-use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use crate::firewalld::{ErrorCode, Firewalld, FirewalldError, Layer, PermanentDirect};
-use crate::plan::{ENTRY_CHAIN, JUDGE_CHAIN, MARKER, Plan, SEEN_COMMENT, UNJUDGED_COMMENT};
-use crate::rules::{DirectChain, DirectRule};
+use crate::diff::{self, Cleanup, Desired, ZoneSeen};
+use crate::firewalld::{ErrorCode, Firewall, FirewalldError, Layer};
+use crate::state::{StateDir, StateError};
+use crate::zones::{self, Bound, Originals};
 
-/// The calls that turn one layer's direct configuration into the plan, in the order to make
-/// them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub add_chains: Vec<DirectChain>,
-    /// Chains of others (DOCKER-USER) to register before rules go into them.
-    pub register_chains: Vec<DirectChain>,
-    pub add_rules: Vec<DirectRule>,
-    pub remove_rules: Vec<DirectRule>,
-    pub remove_chains: Vec<DirectChain>,
-}
+/// firewalld.conf's CleanupOnExit as dockgate found it, kept until dockgate gives it back.
+const CLEANUP_FILE: &str = "firewalld-cleanup-on-exit.json";
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.add_chains.is_empty()
-            && self.register_chains.is_empty()
-            && self.add_rules.is_empty()
-            && self.remove_rules.is_empty()
-            && self.remove_chains.is_empty()
-    }
-}
-
-/// Whether a chain is dockgate's own.
-pub fn owns_chain(chain: &DirectChain) -> bool {
-    chain.chain.starts_with(ENTRY_CHAIN)
-}
-
-/// Whether a rule is dockgate's: it sits in a dockgate chain or carries the marker comment.
-pub fn owns_rule(rule: &DirectRule) -> bool {
-    rule.chain.starts_with(ENTRY_CHAIN)
-        || rule
-            .comment()
-            .is_some_and(|comment| comment.starts_with(MARKER))
-}
-
-/// When a rule may go in (ascending) or must come out (descending), so that every
-/// intermediate state judges at least as strictly as needed and a verdict exists before
-/// anything is marked for it:
-/// 0. verdicts on marked packets, allows and the seen mark: harmless on their own;
-/// 1. the deny mark, once every allow is in;
-/// 2. the dispatch into the judging chain, once that chain is complete, and the start-up
-///    guard, which turns away every new connection the seen mark has not reached;
-/// 3. the jump from FORWARD into dockgate's entry chain, once everything behind it is there.
-fn stage(rule: &DirectRule) -> u8 {
-    match rule.comment() {
-        Some(SEEN_COMMENT) => return 0,
-        Some(UNJUDGED_COMMENT) => return 2,
-        _ => {}
-    }
-    let target = rule
-        .args
-        .iter()
-        .rposition(|arg| arg == "-j")
-        .and_then(|at| rule.args.get(at + 1))
-        .map(String::as_str);
-    match target {
-        Some(ENTRY_CHAIN) => 3,
-        Some(JUDGE_CHAIN) => 2,
-        Some("MARK") => 1,
-        _ => 0,
-    }
-}
-
-/// The changes that turn `current` (one layer, as firewalld reports it) into the plan.
-/// `registered` is whether a foreign chain is already usable in this layer.
-pub fn diff(plan: &Plan, current_chains: &[DirectChain], current_rules: &[DirectRule]) -> Changes {
-    let current_chains: BTreeSet<&DirectChain> = current_chains.iter().collect();
-    let current_rules: BTreeSet<&DirectRule> = current_rules.iter().collect();
-
-    let add_chains = plan
-        .chains
-        .iter()
-        .filter(|chain| !current_chains.contains(chain))
-        .cloned()
-        .collect();
-    let register_chains = plan
-        .foreign_chains
-        .iter()
-        .filter(|chain| !current_chains.contains(chain))
-        .cloned()
-        .collect();
-    let mut add_rules: Vec<DirectRule> = plan
-        .rules
-        .iter()
-        .filter(|rule| !current_rules.contains(rule))
-        .cloned()
-        .collect();
-    add_rules.sort_by_key(stage);
-    let mut remove_rules: Vec<DirectRule> = current_rules
-        .iter()
-        .filter(|rule| owns_rule(rule) && !plan.rules.contains(rule))
-        .map(|rule| (*rule).clone())
-        .collect();
-    remove_rules.sort_by_key(|rule| std::cmp::Reverse(stage(rule)));
-    let remove_chains = current_chains
-        .iter()
-        .filter(|chain| owns_chain(chain) && !plan.chains.contains(chain))
-        .map(|chain| (*chain).clone())
-        .collect();
-    Changes {
-        add_chains,
-        register_chains,
-        add_rules,
-        remove_rules,
-        remove_chains,
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("firewalld is not running; start it first (systemctl start firewalld)")]
+    FirewalldNotRunning,
+    #[error("firewalld: {0}")]
+    Firewalld(#[from] FirewalldError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// What an apply did.
@@ -126,116 +36,266 @@ pub struct Outcome {
     pub writes: usize,
     pub rules_added: usize,
     pub rules_removed: usize,
-    /// Whether firewalld had to be reloaded to take the first rules safely (firewalld 2.x).
+    /// firewalld was reloaded (first rules on firewalld 2.x, CleanupOnExit, zone target).
     pub reloaded: bool,
-    /// From the start of the apply until the runtime layer (the kernel) held the plan; the
-    /// permanent layer is written after that.
-    pub in_kernel_after: std::time::Duration,
+    pub cleanup_on_exit_changed: bool,
+    pub bridges_moved: usize,
+    /// From the start of the apply until the kernel held the plan.
+    pub in_kernel_after: Duration,
 }
 
-/// Makes both layers of firewalld's direct configuration equal to the plan; touches nothing
-/// that is not dockgate's. `in_kernel` is called once the kernel holds the plan, before the
-/// permanent layer is written (the daemon answers its D-Bus callers there).
-pub async fn apply(
-    firewalld: &Firewalld,
-    plan: &Plan,
-    in_kernel: impl FnOnce(&Plan),
-) -> Result<Outcome, FirewalldError> {
-    let started = std::time::Instant::now();
-    let mut outcome = Outcome::default();
+pub struct Applier<F> {
+    pub firewall: F,
+    pub state: StateDir,
+}
 
-    let runtime_chains = firewalld.chains(Layer::Runtime).await?;
-    let runtime_rules = firewalld.rules(Layer::Runtime).await?;
+impl<F: Firewall> Applier<F> {
+    /// Everything up to the kernel holding the plan (see the module's documentation).
+    pub async fn runtime_phase(&self, desired: &Desired) -> Result<Outcome, ApplyError> {
+        let started = Instant::now();
+        let firewall = &self.firewall;
+        if !firewall.is_running().await? {
+            return Err(ApplyError::FirewalldNotRunning);
+        }
+        let mut outcome = Outcome::default();
+        let mut chains = firewall.chains(Layer::Runtime).await?;
+        let mut rules = firewall.rules(Layer::Runtime).await?;
+        let before = diff::direct(&desired.plan, &chains, &rules, false);
+        let runtime_direct_empty = chains.is_empty() && rules.is_empty();
+        let major = if runtime_direct_empty && desired.enforcing() {
+            firewall.major_version().await?
+        } else {
+            0
+        };
+        let cleanup_now = firewall.cleanup_on_exit().await?;
+        let cleanup_recorded: Option<String> = self.state.load(CLEANUP_FILE)?;
+        let zone_seen = if firewall.zone_exists(zones::DOCKER_ZONE).await? {
+            Some((
+                firewall
+                    .zone_settings(Layer::Permanent, zones::DOCKER_ZONE)
+                    .await?,
+                firewall
+                    .zone_settings(Layer::Runtime, zones::DOCKER_ZONE)
+                    .await?,
+                firewall.policy_exists(zones::EGRESS_POLICY).await?,
+                self.state
+                    .load::<Originals>(zones::ORIGINALS_FILE)?
+                    .unwrap_or_default(),
+            ))
+        } else {
+            None
+        };
+        let prepare = diff::prepare(
+            desired,
+            &cleanup_now,
+            cleanup_recorded.as_deref(),
+            zone_seen
+                .as_ref()
+                .map(|(permanent, runtime, egress_policy, recorded)| ZoneSeen {
+                    permanent,
+                    runtime,
+                    egress_policy: *egress_policy,
+                    recorded,
+                })
+                .as_ref(),
+            runtime_direct_empty,
+            major,
+        );
 
-    // firewalld 2.x flushes every iptables table, Docker's rules included, on the first
-    // runtime direct call while it holds no direct configuration at all. Then the plan goes in
-    // through the permanent layer and one reload, which flushes before it emits `Reloaded`:
-    // Docker rebuilds its rules on that signal, and firewalld has already restored dockgate's.
-    let bootstrap = runtime_chains.is_empty()
-        && runtime_rules.is_empty()
-        && !plan.rules.is_empty()
-        && firewalld.major_version().await? >= 2;
+        // What was found is on disk before anything is changed.
+        match &prepare.cleanup {
+            Cleanup::Keep => {}
+            Cleanup::TurnOff { record } => {
+                if let Some(value) = record {
+                    self.state.store(CLEANUP_FILE, value)?;
+                }
+                tracing::info!(
+                    was = cleanup_now,
+                    "setting firewalld's CleanupOnExit=no, so that stopping or restarting firewalld does not open published ports"
+                );
+                firewall.set_cleanup_on_exit("no").await?;
+                outcome.cleanup_on_exit_changed = true;
+            }
+            Cleanup::GiveBack(original) => {
+                tracing::info!(value = original, "giving firewalld's CleanupOnExit back");
+                firewall.set_cleanup_on_exit(original).await?;
+                self.state.remove(CLEANUP_FILE)?;
+                outcome.cleanup_on_exit_changed = true;
+            }
+        }
+        let zone = &prepare.zone;
+        if let Some(record) = &zone.record {
+            self.state.store(zones::ORIGINALS_FILE, record)?;
+        }
+        if let Some(access) = &zone.permanent {
+            firewall
+                .set_zone_access(Layer::Permanent, zones::DOCKER_ZONE, access)
+                .await?;
+            outcome.writes += 1;
+        }
+        match zone.egress_policy {
+            Some(true) => {
+                firewall
+                    .add_accept_policy(
+                        zones::EGRESS_POLICY,
+                        zones::EGRESS_DESCRIPTION,
+                        zones::DOCKER_ZONE,
+                        "ANY",
+                    )
+                    .await?;
+                outcome.writes += 1;
+            }
+            Some(false) => {
+                firewall.remove_policy(zones::EGRESS_POLICY).await?;
+                outcome.writes += 1;
+            }
+            None => {}
+        }
+        if prepare.reload {
+            // The reload puts the permanent layer into the kernel: it holds the plan first.
+            if let Some(planned) =
+                diff::permanent(&desired.plan, firewall.permanent_direct().await?)
+            {
+                firewall.set_permanent_direct(&planned).await?;
+                outcome.writes += 1;
+            }
+            firewall.reload_and_wait().await?;
+            outcome.writes += 1;
+            outcome.reloaded = true;
+            chains = firewall.chains(Layer::Runtime).await?;
+            rules = firewall.rules(Layer::Runtime).await?;
+        }
 
-    if bootstrap {
-        let permanent = firewalld.permanent_direct().await?;
-        firewalld
-            .set_permanent_direct(&planned_permanent(permanent, plan))
-            .await?;
-        firewalld.reload_and_wait().await?;
-        outcome.writes += 2;
-        outcome.reloaded = true;
-        outcome.rules_added = plan.rules.len();
+        let changes = diff::direct(&desired.plan, &chains, &rules, desired.reseat_verdict);
+        self.make(&changes, &mut outcome).await?;
+        if prepare.reload {
+            // The reload itself put in or took out what the permanent layer changed.
+            outcome.rules_added = before.add_rules.len();
+            outcome.rules_removed = before.remove_rules.len();
+        }
+        if let Some(access) = zone.runtime.as_ref().filter(|_| !prepare.reload) {
+            firewall
+                .set_zone_access(Layer::Runtime, zones::DOCKER_ZONE, access)
+                .await?;
+            outcome.writes += 1;
+        }
+        match &zone.keep {
+            Some(Some(record)) => self.state.store(zones::ORIGINALS_FILE, record)?,
+            Some(None) => self.state.remove(zones::ORIGINALS_FILE)?,
+            None => {}
+        }
         outcome.in_kernel_after = started.elapsed();
-        in_kernel(plan);
-        return Ok(outcome);
+        Ok(outcome)
     }
 
-    let changes = diff(plan, &runtime_chains, &runtime_rules);
-    for chain in &changes.add_chains {
-        firewalld.add_chain(Layer::Runtime, chain).await?;
-        outcome.writes += 1;
-    }
-    for chain in &changes.register_chains {
-        match firewalld.add_chain(Layer::Runtime, chain).await {
-            // firewalld 1.x runs `iptables -N`, which fails for the chain Docker already
-            // made; rules still go into Docker's chain.
-            Err(FirewalldError::Refused {
-                code: ErrorCode::CommandFailed,
-                detail,
-            }) if detail.contains("Chain already exists") => {}
-            other => {
-                other?;
-                outcome.writes += 1;
+    /// The runtime direct calls, in the order `diff` gave them.
+    async fn make(&self, changes: &diff::Changes, outcome: &mut Outcome) -> Result<(), ApplyError> {
+        let firewall = &self.firewall;
+        for chain in &changes.add_chains {
+            firewall.add_chain(Layer::Runtime, chain).await?;
+            outcome.writes += 1;
+        }
+        for chain in &changes.register_chains {
+            match firewall.add_chain(Layer::Runtime, chain).await {
+                // firewalld 1.x runs `iptables -N`, which fails for the chain Docker already
+                // made; rules still go into Docker's chain.
+                Err(FirewalldError::Refused {
+                    code: ErrorCode::CommandFailed,
+                    detail,
+                }) if detail.contains("Chain already exists") => {}
+                other => {
+                    other?;
+                    outcome.writes += 1;
+                }
             }
         }
-    }
-    for rule in &changes.add_rules {
-        firewalld.add_rule(Layer::Runtime, rule).await?;
-        outcome.writes += 1;
-        outcome.rules_added += 1;
-    }
-    for rule in &changes.remove_rules {
-        match firewalld.remove_rule(Layer::Runtime, rule).await {
-            // Gone already (someone else removed it): the goal is reached.
-            Err(error) if error.code() == Some(&ErrorCode::NotEnabled) => {}
-            other => {
-                other?;
-                outcome.writes += 1;
-                outcome.rules_removed += 1;
+        for rule in &changes.add_rules {
+            firewall.add_rule(Layer::Runtime, rule).await?;
+            outcome.writes += 1;
+            outcome.rules_added += 1;
+        }
+        for rule in &changes.remove_rules {
+            match firewall.remove_rule(Layer::Runtime, rule).await {
+                // Gone already (someone else removed it): the goal is reached.
+                Err(error) if error.code() == Some(&ErrorCode::NotEnabled) => {}
+                other => {
+                    other?;
+                    outcome.writes += 1;
+                    outcome.rules_removed += 1;
+                }
             }
         }
-    }
-    for chain in &changes.remove_chains {
-        firewalld.remove_chain(Layer::Runtime, chain).await?;
-        outcome.writes += 1;
-    }
-    outcome.in_kernel_after = started.elapsed();
-    in_kernel(plan);
-
-    // The permanent layer last: reading and rewriting it costs firewalld time in proportion to
-    // all its rules, and until the next reload the runtime layer is what is in force.
-    let permanent = firewalld.permanent_direct().await?;
-    if !diff(plan, &permanent.chains, &permanent.rules).is_empty() {
-        firewalld
-            .set_permanent_direct(&planned_permanent(permanent, plan))
-            .await?;
-        outcome.writes += 1;
-    }
-    Ok(outcome)
-}
-
-/// The permanent configuration with dockgate's part replaced by the plan and everyone
-/// else's left as it was.
-fn planned_permanent(mut permanent: PermanentDirect, plan: &Plan) -> PermanentDirect {
-    permanent.chains.retain(|chain| !owns_chain(chain));
-    for chain in plan.chains.iter().chain(&plan.foreign_chains) {
-        if !permanent.chains.contains(chain) {
-            permanent.chains.push(chain.clone());
+        for chain in &changes.remove_chains {
+            firewall.remove_chain(Layer::Runtime, chain).await?;
+            outcome.writes += 1;
         }
+        // Out and in again: firewalld inserts a direct rule of a built-in chain first, ahead
+        // of what Docker inserted meanwhile. The mangle DROP holds while it is out.
+        for rule in &changes.reseat {
+            firewall.remove_rule(Layer::Runtime, rule).await?;
+            firewall.add_rule(Layer::Runtime, rule).await?;
+            outcome.writes += 2;
+        }
+        Ok(())
     }
-    permanent.rules.retain(|rule| !owns_rule(rule));
-    permanent.rules.extend(plan.rules.iter().cloned());
-    permanent
+
+    /// The permanent direct layer: reading and rewriting it costs firewalld time in proportion
+    /// to all its rules, and until the next reload the runtime layer is what is in force.
+    pub async fn permanent_phase(
+        &self,
+        desired: &Desired,
+        outcome: &mut Outcome,
+    ) -> Result<(), ApplyError> {
+        let firewall = &self.firewall;
+        if let Some(planned) = diff::permanent(&desired.plan, firewall.permanent_direct().await?) {
+            firewall.set_permanent_direct(&planned).await?;
+            outcome.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves the bridges where the desired binding wants them, at run time only: a permanent
+    /// binding would make firewalld hold them there when Docker starts, and Docker refuses to
+    /// start then (ZONE_CONFLICT).
+    pub async fn bridges_phase(
+        &self,
+        desired: &Desired,
+        outcome: &mut Outcome,
+    ) -> Result<Vec<String>, ApplyError> {
+        if desired.bridges == zones::Binding::Leave {
+            return Ok(Vec::new());
+        }
+        let recorded: Option<Bound> = self.state.load(zones::BOUND_FILE)?;
+        if recorded.is_none() && matches!(desired.bridges, zones::Binding::Return) {
+            return Ok(Vec::new());
+        }
+        let active = self.firewall.active_zones().await?;
+        let steps = zones::bridge_steps(&desired.bridges, recorded.as_ref(), &active);
+        if let Some(record) = &steps.record {
+            self.state.store(zones::BOUND_FILE, record)?;
+        }
+        let mut moved = Vec::new();
+        for (zone, interface) in &steps.moves {
+            self.firewall
+                .change_zone_of_interface(zone, interface)
+                .await?;
+            moved.push(interface.clone());
+        }
+        if steps.forget {
+            self.state.remove(zones::BOUND_FILE)?;
+        }
+        outcome.bridges_moved += moved.len();
+        outcome.writes += moved.len();
+        Ok(moved)
+    }
+
+    /// All three phases at once, for `--once`, `--remove` and `docker-prestart`.
+    pub async fn apply(&self, desired: &Desired) -> Result<Outcome, ApplyError> {
+        let mut outcome = self.runtime_phase(desired).await?;
+        self.permanent_phase(desired, &mut outcome).await?;
+        self.bridges_phase(desired, &mut outcome).await?;
+        Ok(outcome)
+    }
 }
 
 #[cfg(test)]

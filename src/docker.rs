@@ -19,6 +19,10 @@ use tokio::sync::mpsc;
 pub const DEFAULT_SOCKET: &str = "/run/docker.sock";
 /// Docker's option that gives a bridge network's Linux bridge its name.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// The names Docker gives its bridges itself, docker0 and `br-<network id>`, in iptables'
+/// spelling (a trailing `+` matches any rest). A bridge named with
+/// com.docker.network.bridge.name is not among them.
+pub const BRIDGE_PATTERNS: [&str; 2] = ["docker0", "br-+"];
 /// How long one request to dockerd may take.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
 
@@ -282,6 +286,16 @@ fn unix_time_now() -> String {
     format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
+/// Whether an interface has a name Docker gives its bridges itself ([`BRIDGE_PATTERNS`]).
+pub fn is_docker_named(interface: &str) -> bool {
+    BRIDGE_PATTERNS
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('+') {
+            Some(prefix) => interface.starts_with(prefix),
+            None => interface == *pattern,
+        })
+}
+
 /// Docker's rule for a bridge network's interface name (libnetwork's bridge driver): the
 /// explicit option, docker0 for the default network, otherwise "br-" and the id's first 12.
 fn bridge_name(name: &str, id: &str, options: &HashMap<String, String>) -> String {
@@ -291,7 +305,8 @@ fn bridge_name(name: &str, id: &str, options: &HashMap<String, String>) -> Strin
     if name == "bridge" {
         return "docker0".to_owned();
     }
-    format!("br-{}", &id[..id.len().min(12)])
+    // By characters: an id is hex, but one that is not must not panic on a byte index.
+    format!("br-{}", id.chars().take(12).collect::<String>())
 }
 
 fn published_ports_of(container: &ContainerSummary) -> Vec<PublishedPort> {
@@ -366,6 +381,21 @@ mod tests {
         assert_eq!(bridge_name("appnet", id, &none), "br-3f1e2d4c5b6a");
         let named = HashMap::from([(BRIDGE_NAME_OPTION.to_owned(), "dg-custom".to_owned())]);
         assert_eq!(bridge_name("appnet", id, &named), "dg-custom");
+        assert_eq!(bridge_name("appnet", "3f1e", &none), "br-3f1e");
+        assert_eq!(
+            bridge_name("appnet", "ééééééééééééé", &none),
+            "br-éééééééééééé"
+        );
+    }
+
+    #[test]
+    fn docker_named_bridges_are_docker0_and_br_anything() {
+        for name in ["docker0", "br-3f1e2d4c5b6a", "br-"] {
+            assert!(is_docker_named(name), "{name}");
+        }
+        for name in ["docker1", "dg-custom", "eth0", "xbr-1"] {
+            assert!(!is_docker_named(name), "{name}");
+        }
     }
 
     #[test]

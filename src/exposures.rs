@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{self, Exposure, PortRange, Source};
+use crate::config::{self, Config, Exposure, PortRange, Source};
 use crate::state::{StateDir, StateError};
 
 /// The state file that holds the runtime exposures.
@@ -15,8 +15,10 @@ pub const FILE: &str = "exposures.json";
 pub const MAX_TTL_SECONDS: u64 = 30 * 24 * 60 * 60;
 /// Longer strings are refused before they are parsed: no address, port or name comes close.
 const MAX_FIELD_BYTES: usize = 256;
-/// Prefix of runtime exposure ids ("runtime-1"); config exposures are "config-N".
+/// Prefix of runtime exposure ids ("runtime-1").
 const ID_PREFIX: &str = "runtime-";
+/// Prefix of the config's exposure ids: "config-1" is its first `[[expose]]`.
+const CONFIG_ID_PREFIX: &str = "config-";
 
 /// A caller's argument that cannot be used; `field` names it as the D-Bus API does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -268,6 +270,53 @@ impl Store {
         self.stored = next;
         Ok(())
     }
+}
+
+/// Where an exposure comes from, with what only runtime exposures have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Runtime { owner_uid: u32, expires_at: u64 },
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Runtime { .. } => "runtime",
+        }
+    }
+}
+
+/// An exposure with the id callers know it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub exposure: Exposure,
+    pub origin: Origin,
+}
+
+/// Every exposure, the config's first ("config-1" is its first `[[expose]]`), then the
+/// runtime ones: the one list the plan, the API and `inspect` number exposures by.
+pub fn listed(config: &Config, runtime: &[RuntimeExposure]) -> Vec<Listed> {
+    let from_config = config
+        .expose
+        .iter()
+        .enumerate()
+        .map(|(index, exposure)| Listed {
+            id: format!("{CONFIG_ID_PREFIX}{}", index + 1),
+            exposure: exposure.clone(),
+            origin: Origin::Config,
+        });
+    let at_run_time = runtime.iter().map(|entry| Listed {
+        id: entry.id.clone(),
+        exposure: entry.exposure(),
+        origin: Origin::Runtime {
+            owner_uid: entry.owner_uid,
+            expires_at: entry.expires_at,
+        },
+    });
+    from_config.chain(at_run_time).collect()
 }
 
 /// Unix seconds now.

@@ -1,23 +1,37 @@
 //! `dockgated inspect`: what dockgate sees, read-only. firewalld, the zones of Docker's bridges,
-//! the published ports and whether each is reachable from outside today, and the direct rules
-//! in DOCKER-USER.
+//! the published ports and who can reach each from outside today, and the direct rules in
+//! DOCKER-USER that are not dockgate's.
+//!
+//! Who can reach a port is the policy evaluator's answer (the same as ListPorts and Explain),
+//! once firewalld is seen to hold exactly the rules that policy plans. When it holds none of
+//! dockgate's rules, Docker alone decides (published means open); when it holds others than
+//! planned, nothing certain can be said and the report says so.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
 
+use crate::apply::Applier;
+use crate::config::{Config, DefaultPolicy};
+use crate::diff;
 use crate::docker::{Docker, PublishedPort};
-use crate::firewalld::{DOCKER_USER, DirectRule, Firewalld, FirewalldInfo, Layer};
+use crate::exposures::{self, Store};
+use crate::firewalld::{DOCKER_USER, DirectRule, Firewall, Firewalld, FirewalldInfo, Layer};
+use crate::plan::{self, DockerView};
+use crate::policy::{self, Access, HostZones, Policy, State};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub firewalld: Readout<FirewalldInfo>,
     pub docker: Readout<DockerInfo>,
+    /// dockgate's own rules, compared with what its config and exposures plan.
+    pub dockgate: Readout<Enforcement>,
     pub bridges: Vec<Bridge>,
     pub ports: Vec<PortReport>,
-    /// Direct rules (runtime) in DOCKER-USER, both families. Rules put there with iptables
-    /// behind firewalld's back cannot be seen over D-Bus and are not listed.
+    /// Direct rules (runtime) in DOCKER-USER that are not dockgate's, both families. Rules put
+    /// there with iptables behind firewalld's back cannot be seen over D-Bus and are not listed.
     pub docker_user_rules: Vec<DirectRule>,
 }
 
@@ -52,6 +66,18 @@ pub struct DockerInfo {
     pub version: String,
 }
 
+/// Whether the kernel holds what dockgate's policy plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum Enforcement {
+    /// Exactly the planned rules: the policy's answers are what packets do.
+    InForce { rules: usize },
+    /// None of dockgate's rules: Docker alone decides.
+    NotApplied,
+    /// Others than planned (dockgated not running, or a reconcile pending).
+    Differs { missing: usize, extra: usize },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Bridge {
     pub network: String,
@@ -64,100 +90,106 @@ pub struct Bridge {
 pub struct PortReport {
     #[serde(flatten)]
     pub port: PublishedPort,
-    pub outside: Reachability,
+    /// Who can reach it from outside; None when that cannot be known (`unknown` says why).
+    pub outside: Option<Access>,
+    pub loopback_only: bool,
+    pub unknown: Option<String>,
 }
 
-/// How a published port looks from another host today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reachability {
-    /// Docker's DNAT takes it past every zone: any source on any interface gets in.
-    Open,
-    /// Bound to a loopback address: other hosts cannot reach it.
-    LoopbackOnly,
-    /// The container has no address of this family, so Docker serves the port with
-    /// docker-proxy on the host itself: firewalld's zones judge it like any host port.
-    ViaProxy,
-    /// firewalld >= 2.3 with StrictForwardPorts=yes drops DNAT it did not create itself.
-    BlockedByStrictForwardPorts,
-    /// DOCKER-USER has direct rules for this family; whether they let a source in depends on
-    /// them (dockgate's own policy explains itself once it manages the port).
-    Filtered,
-    /// firewalld could not be read, so nothing can be said.
-    Unknown,
-}
-
-impl Reachability {
-    fn describe(self) -> &'static str {
-        match self {
-            Reachability::Open => "OPEN to every source",
-            Reachability::LoopbackOnly => "loopback only",
-            Reachability::ViaProxy => "via docker-proxy: zones decide",
-            Reachability::BlockedByStrictForwardPorts => "blocked (StrictForwardPorts=yes)",
-            Reachability::Filtered => "filtered by DOCKER-USER rules",
-            Reachability::Unknown => "unknown (firewalld not readable)",
+impl PortReport {
+    fn describe(&self) -> String {
+        let Some(access) = &self.outside else {
+            return format!(
+                "unknown: {}",
+                self.unknown.as_deref().unwrap_or("see dockgate above")
+            );
+        };
+        if self.loopback_only {
+            return "loopback only".to_owned();
+        }
+        let who = match access.state {
+            State::Open => "OPEN to every source".to_owned(),
+            State::Denied => "denied".to_owned(),
+            State::TrustedOnly => format!("trusted only: {}", access.sources.join(", ")),
+            State::Exposed => format!("exposed: {}", access.sources.join(", ")),
+        };
+        match access.judged_by.strip_prefix("zone ") {
+            Some(zone) => format!("via docker-proxy, zone {zone}: {who}"),
+            None => who,
         }
     }
 }
 
-/// Pure: decides how one published port is reachable from firewalld's settings and the direct
-/// rules in DOCKER-USER.
-pub fn assess(
-    port: &PublishedPort,
-    firewalld: Option<&FirewalldInfo>,
-    docker_user_rules: &[DirectRule],
-) -> Reachability {
-    if port.is_loopback_only() {
-        return Reachability::LoopbackOnly;
-    }
-    if port.container_ip.is_none() {
-        return Reachability::ViaProxy;
-    }
-    let Some(firewalld) = firewalld else {
-        return Reachability::Unknown;
-    };
-    if firewalld.strict_forward_ports == Some(true) {
-        return Reachability::BlockedByStrictForwardPorts;
-    }
-    let family_filtered = docker_user_rules
+/// The rules of one plan compared with dockgate's rules in the kernel.
+pub fn enforcement(planned: &plan::Plan, runtime: &[DirectRule]) -> Enforcement {
+    let ours: Vec<&DirectRule> = runtime
         .iter()
-        .any(|rule| rule.family.matches(port.host_ip) && !is_plain_return(rule));
-    if family_filtered {
-        Reachability::Filtered
+        .filter(|rule| diff::owns_rule(rule))
+        .collect();
+    if ours.is_empty() {
+        return if planned.rules.is_empty() {
+            Enforcement::InForce { rules: 0 }
+        } else {
+            Enforcement::NotApplied
+        };
+    }
+    let missing = planned
+        .rules
+        .iter()
+        .filter(|rule| !ours.contains(rule))
+        .count();
+    let extra = ours
+        .iter()
+        .filter(|rule| !planned.rules.contains(rule))
+        .count();
+    if missing == 0 && extra == 0 {
+        Enforcement::InForce {
+            rules: planned.rules.len(),
+        }
     } else {
-        Reachability::Open
+        Enforcement::Differs { missing, extra }
     }
 }
 
-fn is_plain_return(rule: &DirectRule) -> bool {
-    rule.args == ["-j", "RETURN"]
+/// The policy that answers for the kernel as it is: dockgate's when in force, Docker's own
+/// (everything published is open) when none of dockgate's rules are there; None otherwise.
+fn answering(policy: Option<Policy>, enforcement: Option<&Enforcement>) -> Option<Policy> {
+    match (enforcement?, policy) {
+        (Enforcement::InForce { .. }, Some(policy)) => Some(policy),
+        (Enforcement::NotApplied, _) => Some(Policy::new(
+            &Config {
+                default: DefaultPolicy::Allow,
+                ..Config::default()
+            },
+            &[],
+            &[],
+        )),
+        _ => None,
+    }
 }
 
 impl Report {
     /// Reads everything it can; a daemon that is down shows up as an error in its field.
-    pub async fn gather(firewalld: &Firewalld, docker: &Docker) -> Report {
+    pub async fn gather(
+        applier: &Applier<Firewalld>,
+        docker: &Docker,
+        config_path: &Path,
+    ) -> Report {
+        let firewalld = &applier.firewall;
         // Without the rules nothing can be said about reachability, so a failure to read them
         // counts as firewalld being unreadable.
-        let firewalld_state = match firewalld.info().await {
-            Ok(info) => firewalld
-                .rules(Layer::Runtime)
-                .await
-                .map(|rules| (info, rules)),
-            Err(error) => Err(error),
-        };
-        let (info, docker_user_rules) = match firewalld_state {
-            Ok((info, rules)) => (
-                Readout::Read(info),
-                rules
-                    .into_iter()
-                    .filter(|rule| rule.table == "filter" && rule.chain == DOCKER_USER)
-                    .collect(),
-            ),
-            Err(error) => (
-                Readout::from_result(Err::<FirewalldInfo, _>(error)),
-                Vec::new(),
-            ),
-        };
+        let firewalld_state = async {
+            let info = firewalld.info().await?;
+            let rules = firewalld.rules(Layer::Runtime).await?;
+            let zones = firewalld.host_zones().await?;
+            Ok::<_, crate::firewalld::FirewalldError>((info, rules, zones))
+        }
+        .await;
+        let (info, runtime_rules, zones): (_, Vec<DirectRule>, Option<HostZones>) =
+            match firewalld_state {
+                Ok((info, rules, zones)) => (Readout::Read(info), rules, Some(zones)),
+                Err(error) => (Readout::from_result(Err(error)), Vec::new(), None),
+            };
         // Likewise an empty list of ports must mean none, never "could not read them".
         let docker_state = async {
             let version = docker.version().await?;
@@ -170,12 +202,50 @@ impl Report {
             Ok((version, networks, ports)) => {
                 (Readout::Read(DockerInfo { version }), networks, ports)
             }
-            Err(error) => (
-                Readout::from_result(Err::<DockerInfo, _>(error)),
-                Vec::new(),
-                Vec::new(),
-            ),
+            Err(error) => (Readout::from_result(Err(error)), Vec::new(), Vec::new()),
         };
+        let view = DockerView {
+            ports: ports.clone(),
+            bridges: networks
+                .iter()
+                .filter_map(|network| network.bridge.clone())
+                .collect(),
+        };
+
+        // dockgate's policy as dockgated would apply it now: the config and the exposures.
+        let policy = Config::load(config_path)
+            .map_err(|error| error.to_string())
+            .and_then(|config| {
+                let store = Store::load(applier.state.clone())
+                    .map_err(|error| format!("{}: {error}", applier.state.path().display()))?;
+                let now = exposures::unix_now();
+                let runtime: Vec<_> = store
+                    .all()
+                    .iter()
+                    .filter(|entry| entry.expires_at == 0 || entry.expires_at > now)
+                    .cloned()
+                    .collect();
+                let listed = exposures::listed(&config, &runtime);
+                Ok(Policy::new(&config, &listed, &view.ports))
+            });
+        let dockgate = match (&policy, info.as_ref()) {
+            (_, None) => Readout::Unreadable {
+                error: "firewalld could not be read".to_owned(),
+            },
+            (Ok(policy), Some(_)) => Readout::Read(enforcement(
+                &plan::plan(policy, &view.bridges),
+                &runtime_rules,
+            )),
+            // No config (dockgate not set up) and none of its rules: Docker alone decides.
+            (Err(_), Some(_)) if !runtime_rules.iter().any(diff::owns_rule) => {
+                Readout::Read(Enforcement::NotApplied)
+            }
+            (Err(error), Some(_)) => Readout::Unreadable {
+                error: error.clone(),
+            },
+        };
+        let answer = answering(policy.ok(), dockgate.as_ref());
+
         let mut bridges = Vec::new();
         for network in networks {
             let Some(bridge) = network.bridge else {
@@ -191,16 +261,46 @@ impl Report {
                 zone,
             });
         }
+        let docker_user_rules: Vec<DirectRule> = runtime_rules
+            .into_iter()
+            .filter(|rule| {
+                rule.table == "filter" && rule.chain == DOCKER_USER && !diff::owns_rule(rule)
+            })
+            .collect();
         let ports = ports
             .into_iter()
-            .map(|port| PortReport {
-                outside: assess(&port, info.as_ref(), &docker_user_rules),
-                port,
+            .map(|port| {
+                // Rules of others can only refuse more than dockgate does, but which
+                // connections they refuse is theirs to say.
+                let filtered_by_others = policy::serving(&port) == policy::Serving::Dnat
+                    && docker_user_rules
+                        .iter()
+                        .any(|rule| rule.family.matches(port.host_ip));
+                let unknown = if filtered_by_others {
+                    Some(
+                        "DOCKER-USER rules that are not dockgate's (below) filter it too"
+                            .to_owned(),
+                    )
+                } else if answer.is_none() {
+                    Some("see dockgate above".to_owned())
+                } else {
+                    None
+                };
+                PortReport {
+                    outside: answer
+                        .as_ref()
+                        .filter(|_| unknown.is_none())
+                        .map(|policy| policy::access(policy, zones.as_ref(), &port)),
+                    loopback_only: port.is_loopback_only(),
+                    unknown,
+                    port,
+                }
             })
             .collect();
         Report {
             firewalld: info,
             docker: docker_info,
+            dockgate,
             bridges,
             ports,
             docker_user_rules,
@@ -241,6 +341,21 @@ impl Report {
                 let _ = writeln!(out, "Docker: {error}");
             }
         }
+        let _ = writeln!(
+            out,
+            "dockgate: {}",
+            match &self.dockgate {
+                Readout::Read(Enforcement::InForce { rules }) =>
+                    format!("policy in force ({rules} rules)"),
+                Readout::Read(Enforcement::NotApplied) =>
+                    "none of its rules are in firewalld: Docker alone decides".to_owned(),
+                Readout::Read(Enforcement::Differs { missing, extra }) => format!(
+                    "its rules in firewalld differ from its policy ({missing} missing, {extra} \
+                     not planned): dockgated is not running or a reconcile is pending"
+                ),
+                Readout::Unreadable { error } => format!("policy unknown: {error}"),
+            }
+        );
 
         out.push_str("\nBridges of Docker's networks\n");
         let mut bridges = plain_table(["NETWORK", "BRIDGE", "ZONE"]);
@@ -269,16 +384,17 @@ impl Report {
                     socket(port.host_ip, port.host_port),
                     port.protocol.to_string(),
                     target,
-                    report.outside.describe().to_owned(),
+                    report.describe(),
                 ]);
             }
             let _ = writeln!(out, "{ports}");
         }
 
-        out.push_str("\nDirect rules in DOCKER-USER (runtime)\n");
-        if self.docker_user_rules.is_empty() {
-            out.push_str("  (none: nothing filters published ports)\n");
-        } else {
+        if !self.docker_user_rules.is_empty() {
+            out.push_str(
+                "\nDirect rules in DOCKER-USER that are not dockgate's (runtime; they may filter \
+                 published ports too)\n",
+            );
             let mut rules = plain_table(["FAMILY", "PRIORITY", "RULE"]);
             for rule in &self.docker_user_rules {
                 rules.add_row([
@@ -306,93 +422,65 @@ fn plain_table<const N: usize>(header: [&str; N]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::Protocol;
-    use crate::firewalld::Family;
+    use std::path::Path;
 
-    fn port(host_ip: &str) -> PublishedPort {
-        PublishedPort {
-            container: "web".into(),
-            container_id: "abc".into(),
-            host_ip: host_ip.parse().unwrap(),
-            host_port: 8080,
-            protocol: Protocol::Tcp,
-            container_ip: Some(if host_ip.contains(':') {
-                "fd00::2".parse().unwrap()
-            } else {
-                "172.17.0.2".parse().unwrap()
-            }),
-            container_port: 80,
-        }
+    fn planned(text: &str) -> plan::Plan {
+        let config = Config::parse(text, Path::new("test.toml")).unwrap();
+        let listed = exposures::listed(&config, &[]);
+        plan::plan(&Policy::new(&config, &listed, &[]), &["docker0".to_owned()])
     }
 
-    fn firewalld(strict: Option<bool>) -> FirewalldInfo {
-        FirewalldInfo {
-            version: "2.5.2".into(),
-            backend: "nftables".into(),
-            default_zone: "public".into(),
-            strict_forward_ports: strict,
-        }
-    }
-
-    fn rule(family: Family, args: &[&str]) -> DirectRule {
-        DirectRule {
-            family,
+    #[test]
+    fn in_force_only_when_the_kernel_holds_exactly_the_plan() {
+        let plan = planned("trusted = [\"10.0.0.0/8\"]\n");
+        let all: Vec<DirectRule> = plan.rules.iter().cloned().collect();
+        assert_eq!(
+            enforcement(&plan, &all),
+            Enforcement::InForce {
+                rules: plan.rules.len()
+            }
+        );
+        assert_eq!(enforcement(&plan, &[]), Enforcement::NotApplied);
+        assert_eq!(
+            enforcement(&plan, &all[1..]),
+            Enforcement::Differs {
+                missing: 1,
+                extra: 0
+            }
+        );
+        let other = planned("trusted = [\"10.0.0.0/9\"]\n");
+        let Enforcement::Differs { missing, extra } = enforcement(&other, &all) else {
+            panic!("a changed policy is not in force");
+        };
+        assert!(missing > 0 && extra > 0);
+        // Someone else's rules are not dockgate's business.
+        let foreign = DirectRule {
+            family: crate::rules::Family::Ipv4,
             table: "filter".into(),
             chain: DOCKER_USER.into(),
             priority: 0,
-            args: args.iter().map(|arg| arg.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn a_published_port_with_nothing_in_docker_user_is_open() {
-        let info = firewalld(Some(false));
-        assert_eq!(
-            assess(&port("0.0.0.0"), Some(&info), &[]),
-            Reachability::Open
-        );
-        let only_return = [rule(Family::Ipv4, &["-j", "RETURN"])];
-        assert_eq!(
-            assess(&port("0.0.0.0"), Some(&info), &only_return),
-            Reachability::Open
-        );
-    }
-
-    #[test]
-    fn loopback_binding_and_strict_forward_ports_close_it() {
-        let info = firewalld(Some(true));
-        assert_eq!(
-            assess(&port("127.0.0.1"), Some(&info), &[]),
-            Reachability::LoopbackOnly
-        );
-        assert_eq!(
-            assess(&port("0.0.0.0"), Some(&info), &[]),
-            Reachability::BlockedByStrictForwardPorts
-        );
-        assert_eq!(assess(&port("::"), None, &[]), Reachability::Unknown);
-    }
-
-    #[test]
-    fn without_a_container_address_of_the_family_the_host_zones_decide() {
-        let no_ipv6 = PublishedPort {
-            container_ip: None,
-            ..port("::")
+            args: vec!["-s".into(), "192.0.2.1".into(), "-j".into(), "DROP".into()],
         };
-        let info = firewalld(None);
-        assert_eq!(assess(&no_ipv6, Some(&info), &[]), Reachability::ViaProxy);
+        assert_eq!(
+            enforcement(&plan::Plan::default(), &[foreign]),
+            Enforcement::InForce { rules: 0 }
+        );
     }
 
     #[test]
-    fn rules_filter_only_their_own_family() {
-        let info = firewalld(None);
-        let drop_v4 = [rule(Family::Ipv4, &["-s", "10.0.0.1", "-j", "DROP"])];
-        assert_eq!(
-            assess(&port("0.0.0.0"), Some(&info), &drop_v4),
-            Reachability::Filtered
+    fn not_applied_means_docker_alone_decides_and_differing_means_unknown() {
+        let docker_alone = answering(None, Some(&Enforcement::NotApplied)).unwrap();
+        assert!(!docker_alone.enforcing());
+        assert!(
+            answering(
+                None,
+                Some(&Enforcement::Differs {
+                    missing: 1,
+                    extra: 0
+                })
+            )
+            .is_none()
         );
-        assert_eq!(
-            assess(&port("::"), Some(&info), &drop_v4),
-            Reachability::Open
-        );
+        assert!(answering(None, None).is_none());
     }
 }

@@ -4,13 +4,18 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod daemon;
+pub mod diff;
 pub mod docker;
 pub mod exposures;
 pub mod firewalld;
 pub mod inspect;
 pub mod logging;
+#[cfg(test)]
+mod netfilter;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod rules;
+pub mod scheduler;
 pub mod state;
 pub mod zones;

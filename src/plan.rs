@@ -28,9 +28,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::config::{Config, DefaultPolicy, Exposure, Source, Verdict};
-use crate::docker::PublishedPort;
+use crate::config::{self, Source, Verdict};
+use crate::docker::{self, PublishedPort};
+use crate::policy::{Grant, Policy};
 use crate::rules::{DirectChain, DirectRule, Family};
+use crate::zones::Binding;
 
 /// The comment every dockgate rule starts with.
 pub const MARKER: &str = "dockgate";
@@ -46,45 +48,20 @@ pub const SEEN_MARK: &str = "0x20000000/0x20000000";
 /// Comments of the start-up guard's two rules (see the module's documentation).
 pub const SEEN_COMMENT: &str = "dockgate:seen";
 pub const UNJUDGED_COMMENT: &str = "dockgate:unjudged";
+/// Comment of the rules that end a denied packet.
+pub const VERDICT_COMMENT: &str = "dockgate:verdict";
 
 const MANGLE: &str = "mangle";
 const NAT: &str = "nat";
 const FILTER: &str = "filter";
 const DOCKER_USER: &str = "DOCKER-USER";
 
-/// Bridges Docker names itself: docker0 and `br-<network id>`. Matching them by name judges
-/// traffic to a new network's containers before dockgate has even heard of the network.
-const DOCKER_BRIDGE_PATTERNS: [&str; 2] = ["docker0", "br-+"];
-
 /// Allows sit before the deny mark; the gap leaves room for later kinds of rule.
 const ALLOW_PRIORITY: i32 = 0;
 const DENY_PRIORITY: i32 = 10;
 
-/// An exposure together with the id callers know it by ("config-1" for the config's first
-/// `[[expose]]`).
-#[derive(Debug, Clone, Copy)]
-pub struct Identified<'a> {
-    pub id: &'a str,
-    pub exposure: &'a Exposure,
-}
-
-/// The ids of the config's exposures: "config-1" is the first `[[expose]]`.
-pub fn config_exposure_ids(config: &Config) -> Vec<String> {
-    (1..=config.expose.len())
-        .map(|n| format!("config-{n}"))
-        .collect()
-}
-
-/// The config's exposures under the ids from [`config_exposure_ids`].
-pub fn identify<'a>(ids: &'a [String], config: &'a Config) -> Vec<Identified<'a>> {
-    ids.iter()
-        .zip(&config.expose)
-        .map(|(id, exposure)| Identified { id, exposure })
-        .collect()
-}
-
 /// Docker's side of the world, as far as the plan needs it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DockerView {
     pub ports: Vec<PublishedPort>,
     /// Bridge interfaces of Docker's bridge networks.
@@ -122,216 +99,291 @@ impl Plan {
     }
 }
 
-/// Whether an exposure is in force: a container-bound exposure only counts while that
-/// container publishes the port.
-pub fn in_force(exposure: &Exposure, ports: &[PublishedPort]) -> bool {
-    match &exposure.container {
-        None => true,
-        Some(name) => ports.iter().any(|published| {
-            &published.container == name
-                && exposure
-                    .port
-                    .contains(published.host_port, published.protocol)
-        }),
+/// Everything dockgate wants firewalld to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub plan: Plan,
+    /// Zone docker's host-access keys (`bind` is in `bridges`).
+    pub zone: config::ZoneSettings,
+    pub bridges: Binding,
+    /// Docker has just rebuilt its rules after a firewalld reload or start, inserting them
+    /// ahead of everyone's in filter FORWARD: put the verdict rules there back in front.
+    pub reseat_verdict: bool,
+}
+
+impl Desired {
+    /// Nothing of dockgate's: what `dockgated --remove` leaves.
+    pub fn nothing() -> Desired {
+        Desired {
+            plan: Plan::default(),
+            zone: config::ZoneSettings::default(),
+            bridges: Binding::Return,
+            reseat_verdict: false,
+        }
+    }
+
+    /// Whether a policy is enforced, which needs CleanupOnExit off.
+    pub fn enforcing(&self) -> bool {
+        !self.plan.rules.is_empty()
     }
 }
 
-/// The exposures in force (see [`in_force`]).
-pub fn active<'a>(exposures: &[Identified<'a>], ports: &[PublishedPort]) -> Vec<Identified<'a>> {
-    exposures
-        .iter()
-        .filter(|entry| in_force(entry.exposure, ports))
-        .copied()
-        .collect()
+/// What dockgate wants given the policy and Docker's view. `docker_up`: Docker answered;
+/// `rebuilding`: Docker is rebuilding its rules after a firewalld reload or start.
+pub fn desired(
+    policy: &Policy,
+    zone: &config::ZoneSettings,
+    docker: &DockerView,
+    docker_up: bool,
+    rebuilding: bool,
+) -> Desired {
+    let bridges = match &zone.bind {
+        None => Binding::Return,
+        // Docker refuses to start while one of its bridges is bound elsewhere.
+        Some(_) if !docker_up => Binding::Return,
+        Some(_) if rebuilding => Binding::Leave,
+        Some(zone) => Binding::Bind {
+            zone: zone.clone(),
+            bridges: docker.bridges.clone(),
+        },
+    };
+    Desired {
+        plan: plan(policy, &docker.bridges),
+        zone: config::ZoneSettings {
+            bind: None,
+            ..zone.clone()
+        },
+        bridges,
+        reseat_verdict: false,
+    }
 }
 
-pub fn plan(config: &Config, exposures: &[Identified<'_>], docker: &DockerView) -> Plan {
+/// The rules that make the kernel do what the policy says, for Docker's bridges.
+pub fn plan(policy: &Policy, bridges: &[String]) -> Plan {
     let mut plan = Plan::default();
-    if config.default == DefaultPolicy::Allow {
+    if !policy.enforcing() {
         // Docker's own behaviour: dockgate only reports.
         return plan;
     }
-    let active = active(exposures, &docker.ports);
     for family in Family::ALL {
-        plan_family(&mut plan, family, config, &active, &docker.bridges);
+        let mut rules = Rules {
+            plan: &mut plan,
+            family,
+        };
+        rules.entry(policy, bridges);
+        rules.judge(policy);
+        rules.guard();
+        rules.verdict(policy.verdict);
     }
     plan
 }
 
-fn plan_family(
-    plan: &mut Plan,
+/// The rules of one family, added to the plan.
+struct Rules<'a> {
+    plan: &'a mut Plan,
     family: Family,
-    config: &Config,
-    exposures: &[Identified<'_>],
-    bridges: &[String],
-) {
-    for chain in [ENTRY_CHAIN, JUDGE_CHAIN] {
-        plan.chains.insert(DirectChain::new(family, MANGLE, chain));
-    }
-    let rule = |table: &str, chain: &str, priority: i32, args: Vec<String>| DirectRule {
-        family,
-        table: table.to_owned(),
-        chain: chain.to_owned(),
-        priority,
-        args,
-    };
+}
 
-    plan.rules.insert(rule(
-        MANGLE,
-        "FORWARD",
-        0,
-        args(
-            &["-m", "conntrack", "--ctstate", "NEW"],
-            MARKER,
-            &["-j", ENTRY_CHAIN],
-        ),
-    ));
-
-    let mut bridge_names: Vec<&str> = DOCKER_BRIDGE_PATTERNS.to_vec();
-    for bridge in bridges {
-        if bridge != "docker0" && !bridge.starts_with("br-") && !bridge_names.contains(&&**bridge) {
-            bridge_names.push(bridge);
-        }
+impl Rules<'_> {
+    fn add(&mut self, table: &str, chain: &str, priority: i32, args: Vec<String>) {
+        self.plan.rules.insert(DirectRule {
+            family: self.family,
+            table: table.to_owned(),
+            chain: chain.to_owned(),
+            priority,
+            args,
+        });
     }
-    let to_judge = &["-j", JUDGE_CHAIN];
-    let to_container = format!("{MARKER}:to-container");
-    if config.external_interfaces.is_empty() {
-        // Everything that is not a Docker bridge counts as outside; traffic leaving a
-        // container (egress, container to container) is never judged.
-        let from_container = format!("{MARKER}:from-container");
-        for bridge in &bridge_names {
-            plan.rules.insert(rule(
-                MANGLE,
-                ENTRY_CHAIN,
-                0,
-                args(&["-i", bridge], &from_container, &["-j", "RETURN"]),
-            ));
-            plan.rules.insert(rule(
-                MANGLE,
-                ENTRY_CHAIN,
-                1,
-                args(&["-o", bridge], &to_container, to_judge),
-            ));
+
+    /// Every new forwarded connection into dockgate's entry chain, and from there every one
+    /// from outside to a Docker bridge into the judging chain.
+    fn entry(&mut self, policy: &Policy, bridges: &[String]) {
+        for chain in [ENTRY_CHAIN, JUDGE_CHAIN] {
+            self.plan
+                .chains
+                .insert(DirectChain::new(self.family, MANGLE, chain));
         }
-    } else {
-        for interface in &config.external_interfaces {
+        self.add(
+            MANGLE,
+            "FORWARD",
+            0,
+            args(
+                &["-m", "conntrack", "--ctstate", "NEW"],
+                MARKER,
+                &["-j", ENTRY_CHAIN],
+            ),
+        );
+        // Matching Docker's own bridge names judges traffic to a new network's containers
+        // before dockgate has even heard of the network; custom names come from Docker's view.
+        let mut bridge_names: Vec<&str> = docker::BRIDGE_PATTERNS.to_vec();
+        for bridge in bridges {
+            if !docker::is_docker_named(bridge) && !bridge_names.contains(&bridge.as_str()) {
+                bridge_names.push(bridge);
+            }
+        }
+        let to_judge = &["-j", JUDGE_CHAIN];
+        let to_container = format!("{MARKER}:to-container");
+        if policy.external_interfaces.is_empty() {
+            // Everything that is not a Docker bridge counts as outside; traffic leaving a
+            // container (egress, container to container) is never judged.
+            let from_container = format!("{MARKER}:from-container");
             for bridge in &bridge_names {
-                plan.rules.insert(rule(
+                self.add(
+                    MANGLE,
+                    ENTRY_CHAIN,
+                    0,
+                    args(&["-i", bridge], &from_container, &["-j", "RETURN"]),
+                );
+                self.add(
                     MANGLE,
                     ENTRY_CHAIN,
                     1,
-                    args(&["-i", interface, "-o", bridge], &to_container, to_judge),
-                ));
+                    args(&["-o", bridge], &to_container, to_judge),
+                );
+            }
+        } else {
+            for interface in &policy.external_interfaces {
+                for bridge in &bridge_names {
+                    self.add(
+                        MANGLE,
+                        ENTRY_CHAIN,
+                        1,
+                        args(&["-i", interface, "-o", bridge], &to_container, to_judge),
+                    );
+                }
             }
         }
     }
 
-    let allow = &["-j", "RETURN"];
-    let trusted = format!("{MARKER}:trusted");
-    for matcher in source_matchers(&config.trusted, family) {
-        let source = matcher.args();
-        let source: Vec<&str> = source.iter().map(String::as_str).collect();
-        plan.rules.insert(rule(
+    /// Every grant RETURNs the sources it lets in; what is left is marked denied.
+    fn judge(&mut self, policy: &Policy) {
+        let allow = &["-j", "RETURN"];
+        for grant in &policy.allows {
+            let (matches, comment) = match (&grant.grant, grant.ports) {
+                (Grant::Exposure(id), Some(ports)) => {
+                    let port = if ports.first == ports.last {
+                        ports.first.to_string()
+                    } else {
+                        format!("{}:{}", ports.first, ports.last)
+                    };
+                    (
+                        [
+                            "-p",
+                            ports.protocol.as_str(),
+                            "-m",
+                            "conntrack",
+                            "--ctorigdstport",
+                        ]
+                        .iter()
+                        .map(|arg| (*arg).to_owned())
+                        .chain([port])
+                        .collect(),
+                        format!("{MARKER}:expose:{id}"),
+                    )
+                }
+                // Trusted sources reach every port.
+                _ => (Vec::new(), format!("{MARKER}:trusted")),
+            };
+            for matcher in source_matchers(&grant.sources, self.family) {
+                let mut all: Vec<String> = matches.clone();
+                all.extend(matcher.args());
+                let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                self.add(
+                    MANGLE,
+                    JUDGE_CHAIN,
+                    ALLOW_PRIORITY,
+                    args(&all, &comment, allow),
+                );
+            }
+        }
+        self.add(
             MANGLE,
             JUDGE_CHAIN,
-            ALLOW_PRIORITY,
-            args(&source, &trusted, allow),
-        ));
+            DENY_PRIORITY,
+            args(
+                &[],
+                &format!("{MARKER}:deny"),
+                &["-j", "MARK", "--set-xmark", DENY_MARK],
+            ),
+        );
     }
-    for entry in exposures {
-        let exposure = entry.exposure;
-        let port = if exposure.port.first == exposure.port.last {
-            exposure.port.first.to_string()
-        } else {
-            format!("{}:{}", exposure.port.first, exposure.port.last)
-        };
-        let protocol = exposure.port.protocol.as_str();
-        let comment = format!("{MARKER}:expose:{}", entry.id);
-        for matcher in source_matchers(&exposure.from, family) {
-            let mut matches = vec!["-p", protocol, "-m", "conntrack", "--ctorigdstport", &port];
-            let source = matcher.args();
-            matches.extend(source.iter().map(String::as_str));
-            plan.rules.insert(rule(
-                MANGLE,
-                JUDGE_CHAIN,
-                ALLOW_PRIORITY,
-                args(&matches, &comment, allow),
-            ));
-        }
-    }
-    plan.rules.insert(rule(
-        MANGLE,
-        JUDGE_CHAIN,
-        DENY_PRIORITY,
-        args(
-            &[],
-            &format!("{MARKER}:deny"),
-            &["-j", "MARK", "--set-xmark", DENY_MARK],
-        ),
-    ));
 
-    // The start-up guard: only a new connection to a local address can meet Docker's DNAT.
-    let new_to_local = [
-        "-m",
-        "addrtype",
-        "--dst-type",
-        "LOCAL",
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "NEW",
-    ];
-    plan.rules.insert(rule(
-        MANGLE,
-        "PREROUTING",
-        0,
-        args(
-            &new_to_local,
-            SEEN_COMMENT,
-            &["-j", "MARK", "--set-xmark", SEEN_MARK],
-        ),
-    ));
-    let mut unseen = new_to_local.to_vec();
-    unseen.extend(["-m", "mark", "!", "--mark", SEEN_MARK]);
-    plan.rules.insert(rule(
-        NAT,
-        "PREROUTING",
-        0,
-        args(&unseen, UNJUDGED_COMMENT, &["-j", "ACCEPT"]),
-    ));
-
-    let marked = &["-m", "mark", "--mark", DENY_MARK];
-    let verdict = format!("{MARKER}:verdict");
-    plan.rules.insert(rule(
-        MANGLE,
-        "POSTROUTING",
-        0,
-        args(marked, &verdict, &["-j", "DROP"]),
-    ));
-    if config.verdict == Verdict::Reject {
-        plan.foreign_chains
-            .insert(DirectChain::new(family, FILTER, DOCKER_USER));
-        // A TCP reset, because Linux TCP takes an ICMPv6 port-unreachable as a soft error and
-        // keeps trying until it times out (seen in the sandbox): over IPv6 only the reset
-        // makes a client see "refused" at once. Everything else gets ICMP port-unreachable.
-        let mut tcp = marked.to_vec();
-        tcp.extend(["-p", "tcp"]);
-        plan.rules.insert(rule(
-            FILTER,
-            DOCKER_USER,
+    /// The start-up guard: only a new connection to a local address can meet Docker's DNAT.
+    fn guard(&mut self) {
+        let new_to_local = [
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+        ];
+        self.add(
+            MANGLE,
+            "PREROUTING",
             0,
             args(
-                &tcp,
-                &verdict,
-                &["-j", "REJECT", "--reject-with", "tcp-reset"],
+                &new_to_local,
+                SEEN_COMMENT,
+                &["-j", "MARK", "--set-xmark", SEEN_MARK],
             ),
-        ));
-        plan.rules.insert(rule(
-            FILTER,
-            DOCKER_USER,
-            1,
-            args(marked, &verdict, &["-j", "REJECT"]),
-        ));
+        );
+        let mut unseen = new_to_local.to_vec();
+        unseen.extend(["-m", "mark", "!", "--mark", SEEN_MARK]);
+        self.add(
+            NAT,
+            "PREROUTING",
+            0,
+            args(&unseen, UNJUDGED_COMMENT, &["-j", "ACCEPT"]),
+        );
+    }
+
+    /// A marked packet is dropped in mangle POSTROUTING whatever happens in filter; with
+    /// "reject" it is refused in filter first where it can be: in DOCKER-USER, reached while
+    /// Docker keeps its jump there first (after a dockerd start), and in filter FORWARD
+    /// itself, where firewalld inserts direct rules first and dockgate puts them back first
+    /// once Docker's rebuild after a firewalld reload has pushed them behind its own ACCEPTs
+    /// (Docker 20.10 re-adds its rules, and its DOCKER-USER jump, ahead of them; seen in the
+    /// sandbox with firewalld 1.3).
+    fn verdict(&mut self, verdict: Verdict) {
+        let marked = &["-m", "mark", "--mark", DENY_MARK];
+        self.add(
+            MANGLE,
+            "POSTROUTING",
+            0,
+            args(marked, VERDICT_COMMENT, &["-j", "DROP"]),
+        );
+        if verdict == Verdict::Reject {
+            self.plan
+                .foreign_chains
+                .insert(DirectChain::new(self.family, FILTER, DOCKER_USER));
+            // A TCP reset, because Linux TCP takes an ICMPv6 port-unreachable as a soft error
+            // and keeps trying until it times out (seen in the sandbox): over IPv6 only the
+            // reset makes a client see "refused" at once. Everything else gets ICMP
+            // port-unreachable.
+            let mut tcp = marked.to_vec();
+            tcp.extend(["-p", "tcp"]);
+            for chain in [DOCKER_USER, "FORWARD"] {
+                self.add(
+                    FILTER,
+                    chain,
+                    0,
+                    args(
+                        &tcp,
+                        VERDICT_COMMENT,
+                        &["-j", "REJECT", "--reject-with", "tcp-reset"],
+                    ),
+                );
+                self.add(
+                    FILTER,
+                    chain,
+                    1,
+                    args(marked, VERDICT_COMMENT, &["-j", "REJECT"]),
+                );
+            }
+        }
     }
 }
 

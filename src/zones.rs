@@ -1,34 +1,29 @@
-//! Zone management (`[zone]`): what containers may reach on the host itself (zone docker's
-//! target, services and ports), and the optional zone the bridges are bound to while Docker
-//! runs.
+//! Zone management (`[zone]`), the decisions: what containers may reach on the host itself
+//! (zone docker's target, services and ports), and the optional zone the bridges are bound to
+//! while Docker runs. Pure; the applier makes the calls.
 //!
 //! Docker creates zone docker once (target ACCEPT) and never overwrites it, so settings made on
 //! it stay across Docker restarts. dockgate records what it found before changing a key, so a
 //! key dropped from the config, and `dockgated --remove`, put back what was there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config;
-use crate::firewalld::{Firewalld, FirewalldError, ZoneAccess, ZoneSettings};
-use crate::state::{StateDir, StateError};
+use crate::docker;
+use crate::firewalld::{ActiveZone, ZoneAccess, ZoneSettings};
 
 pub const DOCKER_ZONE: &str = "docker";
 /// Lets containers reach the outside while zone docker's target is not ACCEPT: with any other
 /// target firewalld stops forwarding from zone docker to other zones (sandbox: container egress
 /// failed on both stacks until this policy existed). firewalld 1.3 takes at most 18 characters.
 pub const EGRESS_POLICY: &str = "dockgate-egress";
-const ORIGINALS_FILE: &str = "zone-docker.json";
-const BOUND_FILE: &str = "bound-bridges.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ZoneError {
-    #[error(transparent)]
-    Firewalld(#[from] FirewalldError),
-    #[error(transparent)]
-    State(#[from] StateError),
-}
+pub const EGRESS_DESCRIPTION: &str =
+    "dockgate: containers reach the outside while zone docker's target is not ACCEPT";
+/// State files: zone docker's settings as found, and the bridges bound elsewhere.
+pub const ORIGINALS_FILE: &str = "zone-docker.json";
+pub const BOUND_FILE: &str = "bound-bridges.json";
 
 /// Zone docker's settings as dockgate found them, per key it has changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +39,35 @@ pub struct Originals {
 pub struct Bound {
     pub zone: String,
     pub bridges: BTreeSet<String>,
+}
+
+/// What the originals record must say before anything is changed (a key's value is recorded
+/// before its first change), and what it keeps afterwards (keys the config no longer sets are
+/// back to what was found and are forgotten).
+pub fn records(
+    settings: &config::ZoneSettings,
+    recorded: &Originals,
+    found: &ZoneSettings,
+) -> (Originals, Originals) {
+    let mut before = recorded.clone();
+    if settings.target.is_some() && before.target.is_none() {
+        before.target = Some(found.target.clone());
+    }
+    if settings.services.is_some() && before.services.is_none() {
+        before.services = Some(found.services.clone());
+    }
+    if settings.ports.is_some() && before.ports.is_none() {
+        before.ports = Some(found.ports.clone());
+    }
+    let after = Originals {
+        target: before.target.clone().filter(|_| settings.target.is_some()),
+        services: before
+            .services
+            .clone()
+            .filter(|_| settings.services.is_some()),
+        ports: before.ports.clone().filter(|_| settings.ports.is_some()),
+    };
+    (before, after)
 }
 
 /// Zone docker's settings as the config asks for them: the config's keys, and for keys it no
@@ -95,6 +119,14 @@ pub fn access_changes(desired: &ZoneAccess, current: &ZoneSettings) -> ZoneAcces
     }
 }
 
+/// Whether zone docker needs the egress policy: any target but ACCEPT stops its forwarding.
+pub fn egress_needed(desired: &ZoneAccess) -> bool {
+    desired
+        .target
+        .as_deref()
+        .is_some_and(|target| target != "ACCEPT")
+}
+
 /// An unset target reads as "" in some settings dictionaries and means "default".
 fn same_target(a: &str, b: &str) -> bool {
     fn meaning(target: &str) -> &str {
@@ -103,184 +135,86 @@ fn same_target(a: &str, b: &str) -> bool {
     meaning(a) == meaning(b)
 }
 
-/// What a zone apply changed, for logs and the write count.
+/// Where Docker's bridges should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// In this zone (`bind`), Docker being up and done with its own rebuild.
+    Bind { zone: String, bridges: Vec<String> },
+    /// Back in zone docker: no `bind`, or Docker is down and must find them there to start.
+    Return,
+    /// Where they are: Docker is rebuilding after a firewalld reload, and binding in the
+    /// middle of that made Docker 20.10 leave its DNAT out (seen in the sandbox).
+    Leave,
+}
+
+/// The moves that put the bridges where `binding` says, and the record of bound bridges to
+/// write before moving (`Some`) or to delete after (`forget`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ZoneOutcome {
-    pub writes: usize,
-    pub reloaded: bool,
+pub struct BridgeSteps {
+    pub record: Option<Bound>,
+    /// (zone, interface)
+    pub moves: Vec<(String, String)>,
+    pub forget: bool,
 }
 
-/// Makes zone docker's host-access settings what the config asks for, permanent and runtime.
-/// Does nothing while zone docker does not exist (Docker has never started with firewalld).
-pub async fn apply_access(
-    firewalld: &Firewalld,
-    state: &StateDir,
-    settings: &config::ZoneSettings,
-) -> Result<ZoneOutcome, ZoneError> {
-    let mut outcome = ZoneOutcome::default();
-    if !firewalld
-        .zones()
-        .await?
+/// The zone of each interface bound to one, from firewalld's active zones.
+pub fn zones_of_interfaces(active: &BTreeMap<String, ActiveZone>) -> BTreeMap<&str, &str> {
+    active
         .iter()
-        .any(|zone| zone == DOCKER_ZONE)
-    {
-        return Ok(outcome);
-    }
-    let permanent = firewalld.permanent_zone(DOCKER_ZONE).await?;
-    let found = permanent.settings().await?;
+        .flat_map(|(zone, bindings)| {
+            bindings
+                .interfaces
+                .iter()
+                .map(move |interface| (interface.as_str(), zone.as_str()))
+        })
+        .collect()
+}
 
-    // Remember what was there before the first change, and before making it.
-    let mut originals: Originals = state.load(ORIGINALS_FILE)?.unwrap_or_default();
-    let recorded = originals.clone();
-    if settings.target.is_some() && originals.target.is_none() {
-        originals.target = Some(found.target.clone());
-    }
-    if settings.services.is_some() && originals.services.is_none() {
-        originals.services = Some(found.services.clone());
-    }
-    if settings.ports.is_some() && originals.ports.is_none() {
-        originals.ports = Some(found.ports.clone());
-    }
-    if originals != recorded {
-        state.store(ORIGINALS_FILE, &originals)?;
-    }
-
-    let desired = desired_access(settings, &originals);
-    let permanent_changes = access_changes(&desired, &found);
-    if !permanent_changes.is_empty() {
-        permanent.set_access(&permanent_changes).await?;
-        outcome.writes += 1;
-    }
-    let runtime = firewalld.zone_settings(DOCKER_ZONE).await?;
-    let runtime_changes = access_changes(&desired, &runtime);
-    if runtime_changes.services.is_some() || runtime_changes.ports.is_some() {
-        firewalld
-            .set_zone_access(DOCKER_ZONE, &runtime_changes)
-            .await?;
-        outcome.writes += 1;
-    }
-    // A target only changes through the permanent configuration and a reload; so does a
-    // policy.
-    let mut reload = runtime_changes.target.is_some();
-    let egress_needed = desired
-        .target
-        .as_deref()
-        .is_some_and(|target| target != "ACCEPT");
-    let egress_exists = firewalld
-        .permanent_policies()
-        .await?
-        .iter()
-        .any(|policy| policy == EGRESS_POLICY);
-    if egress_needed && !egress_exists {
-        firewalld
-            .add_permanent_accept_policy(
-                EGRESS_POLICY,
-                "dockgate: containers reach the outside while zone docker's target is not ACCEPT",
-                &[DOCKER_ZONE],
-                &["ANY"],
-            )
-            .await?;
-        outcome.writes += 1;
-        reload = true;
-    } else if !egress_needed && egress_exists {
-        firewalld.remove_permanent_policy(EGRESS_POLICY).await?;
-        outcome.writes += 1;
-        reload = true;
-    }
-    if reload {
-        firewalld.reload_and_wait().await?;
-        outcome.writes += 1;
-        outcome.reloaded = true;
-    }
-
-    // Keys the config no longer sets are back to what was found: forget them.
-    let forgotten = Originals {
-        target: originals
-            .target
-            .clone()
-            .filter(|_| settings.target.is_some()),
-        services: originals
-            .services
-            .clone()
-            .filter(|_| settings.services.is_some()),
-        ports: originals.ports.clone().filter(|_| settings.ports.is_some()),
-    };
-    if forgotten != originals {
-        if forgotten == Originals::default() {
-            state.remove(ORIGINALS_FILE)?;
-        } else {
-            state.store(ORIGINALS_FILE, &forgotten)?;
+pub fn bridge_steps(
+    binding: &Binding,
+    recorded: Option<&Bound>,
+    active: &BTreeMap<String, ActiveZone>,
+) -> BridgeSteps {
+    let zone_of = zones_of_interfaces(active);
+    match binding {
+        Binding::Leave => BridgeSteps::default(),
+        Binding::Bind { zone, bridges } => {
+            let mut bound = recorded.cloned().unwrap_or_default();
+            bound.zone = zone.clone();
+            bound.bridges.extend(bridges.iter().cloned());
+            BridgeSteps {
+                record: (Some(&bound) != recorded).then_some(bound),
+                moves: bridges
+                    .iter()
+                    .filter(|bridge| zone_of.get(bridge.as_str()) != Some(&zone.as_str()))
+                    .map(|bridge| (zone.clone(), bridge.clone()))
+                    .collect(),
+                forget: false,
+            }
+        }
+        // Every bridge dockgate bound, and every interface in that zone named like a Docker
+        // bridge: what Docker must find in zone docker when it starts.
+        Binding::Return => {
+            let Some(bound) = recorded else {
+                return BridgeSteps::default();
+            };
+            let moves = active
+                .get(&bound.zone)
+                .map(|zone| zone.interfaces.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .filter(|interface| {
+                    docker::is_docker_named(interface) || bound.bridges.contains(*interface)
+                })
+                .map(|interface| (DOCKER_ZONE.to_owned(), interface.clone()))
+                .collect();
+            BridgeSteps {
+                record: None,
+                moves,
+                forget: true,
+            }
         }
     }
-    Ok(outcome)
-}
-
-/// Binds Docker's bridges to `zone` at run time only: a permanent binding would make
-/// firewalld hold them there when Docker starts, and Docker refuses to start then.
-pub async fn bind_bridges(
-    firewalld: &Firewalld,
-    state: &StateDir,
-    zone: &str,
-    bridges: &[String],
-) -> Result<usize, ZoneError> {
-    let mut bound: Bound = state.load(BOUND_FILE)?.unwrap_or_default();
-    let before = bound.clone();
-    if bound.zone != zone {
-        bound.zone = zone.to_owned();
-    }
-    bound.bridges.extend(bridges.iter().cloned());
-    if bound != before {
-        state.store(BOUND_FILE, &bound)?;
-    }
-    let mut writes = 0;
-    for bridge in bridges {
-        if firewalld.zone_of_interface(bridge).await?.as_deref() != Some(zone) {
-            firewalld.change_zone_of_interface(zone, bridge).await?;
-            writes += 1;
-        }
-    }
-    Ok(writes)
-}
-
-/// Returns every bridge dockgate bound elsewhere, and every interface in that zone named like a
-/// Docker bridge, to zone docker: what Docker must find when it starts. Needs no Docker.
-pub async fn return_bridges(
-    firewalld: &Firewalld,
-    state: &StateDir,
-) -> Result<Vec<String>, ZoneError> {
-    let Some(bound) = state.load::<Bound>(BOUND_FILE)? else {
-        return Ok(Vec::new());
-    };
-    let active = firewalld.active_zones().await?;
-    let in_zone = active
-        .get(&bound.zone)
-        .map(|zone| zone.interfaces.clone())
-        .unwrap_or_default();
-    let mut returned = Vec::new();
-    for interface in in_zone {
-        let docker_named = interface == "docker0" || interface.starts_with("br-");
-        if docker_named || bound.bridges.contains(&interface) {
-            firewalld
-                .change_zone_of_interface(DOCKER_ZONE, &interface)
-                .await?;
-            returned.push(interface);
-        }
-    }
-    Ok(returned)
-}
-
-/// Forgets the bridges once they are back in zone docker.
-pub fn forget_bound(state: &StateDir) -> Result<(), ZoneError> {
-    Ok(state.remove(BOUND_FILE)?)
-}
-
-/// `--remove`: zone docker's settings back to what dockgate found, bridges back in zone docker.
-pub async fn restore(firewalld: &Firewalld, state: &StateDir) -> Result<ZoneOutcome, ZoneError> {
-    let returned = return_bridges(firewalld, state).await?;
-    forget_bound(state)?;
-    let mut outcome = apply_access(firewalld, state, &config::ZoneSettings::default()).await?;
-    outcome.writes += returned.len();
-    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -352,5 +286,90 @@ mod tests {
         assert_eq!(changes.target.as_deref(), Some("ACCEPT"));
         assert_eq!(changes.services, Some(vec![]));
         assert_eq!(changes.ports, None);
+    }
+
+    #[test]
+    fn what_was_found_is_recorded_before_the_first_change_and_forgotten_when_given_back() {
+        let settings = config::ZoneSettings {
+            target: Some(ZoneTarget::Drop),
+            ..Default::default()
+        };
+        let (before, after) = records(&settings, &Originals::default(), &found());
+        assert_eq!(before.target.as_deref(), Some("ACCEPT"));
+        assert_eq!(after, before);
+        // Already recorded: the record is not overwritten by what dockgate itself set.
+        let dropped = ZoneSettings {
+            target: "DROP".to_owned(),
+            ..found()
+        };
+        assert_eq!(records(&settings, &before, &dropped).0, before);
+        // The key is gone from the config: kept until given back, then forgotten.
+        let (before_removal, after_removal) =
+            records(&config::ZoneSettings::default(), &before, &dropped);
+        assert_eq!(before_removal, before);
+        assert_eq!(after_removal, Originals::default());
+    }
+
+    fn active(zones: &[(&str, &[&str])]) -> BTreeMap<String, ActiveZone> {
+        zones
+            .iter()
+            .map(|(zone, interfaces)| {
+                (
+                    zone.to_string(),
+                    ActiveZone {
+                        interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+                        sources: vec![],
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn binding_moves_only_the_bridges_elsewhere_and_records_them_first() {
+        let binding = Binding::Bind {
+            zone: "internal".to_owned(),
+            bridges: vec!["docker0".to_owned(), "br-1".to_owned()],
+        };
+        let steps = bridge_steps(
+            &binding,
+            None,
+            &active(&[("docker", &["docker0"]), ("internal", &["br-1"])]),
+        );
+        assert_eq!(steps.moves, [("internal".to_owned(), "docker0".to_owned())]);
+        let record = steps.record.expect("recorded before the move");
+        assert_eq!(record.zone, "internal");
+        assert_eq!(record.bridges.len(), 2);
+        let again = bridge_steps(
+            &binding,
+            Some(&record),
+            &active(&[("internal", &["docker0", "br-1"])]),
+        );
+        assert_eq!(again, BridgeSteps::default(), "nothing to do twice");
+    }
+
+    #[test]
+    fn returning_takes_back_what_was_bound_and_docker_named_interfaces_only() {
+        let recorded = Bound {
+            zone: "internal".to_owned(),
+            bridges: BTreeSet::from(["dg-custom".to_owned()]),
+        };
+        let steps = bridge_steps(
+            &Binding::Return,
+            Some(&recorded),
+            &active(&[("internal", &["eth1", "docker0", "br-9", "dg-custom"])]),
+        );
+        let moved: Vec<&str> = steps.moves.iter().map(|(_, i)| i.as_str()).collect();
+        assert_eq!(moved, ["docker0", "br-9", "dg-custom"]);
+        assert!(steps.moves.iter().all(|(zone, _)| zone == DOCKER_ZONE));
+        assert!(steps.forget);
+        assert_eq!(
+            bridge_steps(&Binding::Return, None, &active(&[])),
+            BridgeSteps::default()
+        );
+        assert_eq!(
+            bridge_steps(&Binding::Leave, Some(&recorded), &active(&[])),
+            BridgeSteps::default()
+        );
     }
 }

@@ -79,9 +79,9 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_one_is_bad() {
 
     let config = service.dockgate.dir.join("dockgate.toml");
     std::fs::write(&config, "trusted = [\"10.99.1.0/24\"]\n").unwrap();
-    let before = service.reconciles();
+    let before = service.reconciles_for("config reloaded");
     service.signal("HUP");
-    service.wait_for_reconcile_after(before);
+    service.wait_for_reconcile_for("config reloaded", before);
     assert_eq!(
         probe(HOST_V4, 8080),
         "open",
@@ -106,9 +106,9 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_one_is_bad() {
 
     // SIGTERM: the daemon exits and the rules stay (fail closed).
     std::fs::write(&config, "trusted = [\"10.99.1.50\"]\n").unwrap();
-    let before = service.reconciles();
+    let before = service.reconciles_for("config reloaded");
     service.signal("HUP");
-    service.wait_for_reconcile_after(before);
+    service.wait_for_reconcile_for("config reloaded", before);
     let mut service = service;
     service.signal("TERM");
     let status = service.child.wait().unwrap();

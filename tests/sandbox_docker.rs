@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use dockgate::docker::DockerEvent;
-use dockgate::firewalld::ZoneEvent;
+use dockgate::firewalld::{Firewall, ZoneEvent};
 use futures_util::StreamExt;
 
 /// Parses `docker ps` Ports column entries like "0.0.0.0:8080->80/tcp, :::8080->80/tcp" into

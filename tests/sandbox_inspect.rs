@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use dockgate::firewalld::{DOCKER_USER, DirectRule, Family, Layer};
+use dockgate::firewalld::{DOCKER_USER, DirectRule, Family, Firewall, Layer};
 use serde_json::Value;
 
 fn inspect(extra: &[&str]) -> (bool, String) {
@@ -68,15 +68,21 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         );
     }
 
-    // Open means open: a client on the external interface gets in.
+    // Without dockgate's rules Docker alone decides: open means open, a client on the
+    // external interface gets in.
+    assert_eq!(report["dockgate"]["state"], "not-applied", "{report:#}");
     let web = port_entry(&report, "insp-web", "0.0.0.0");
     assert_eq!(web["host_port"], 18100);
-    assert_eq!(web["outside"], "open");
+    assert_eq!(web["outside"]["state"], "open");
+    assert_eq!(web["outside"]["judged_by"], "dockgate");
     assert_eq!(
         probe_until(HOST_V4, 18100, "open", Duration::from_secs(5)),
         "open"
     );
-    assert_eq!(port_entry(&report, "insp-web", "::")["outside"], "open");
+    assert_eq!(
+        port_entry(&report, "insp-web", "::")["outside"]["state"],
+        "open"
+    );
     // A new container's IPv6 address passes traffic only after DAD, a second or two.
     assert_eq!(
         probe_until(HOST_V6, 18100, "open", Duration::from_secs(5)),
@@ -84,7 +90,8 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
     );
     // Loopback only means other hosts cannot reach it.
     let local = port_entry(&report, "insp-local", "127.0.0.1");
-    assert_eq!(local["outside"], "loopback-only");
+    assert_eq!(local["loopback_only"], true);
+    assert_eq!(local["outside"]["state"], "denied");
     assert_ne!(probe(HOST_V4, 18101), "open");
     // insp-net has no IPv6: Docker serves [::]:18102 with docker-proxy, and the host's zone
     // (public, where ext1 falls) does not let it in.
@@ -92,10 +99,26 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
     let report = inspect_json();
     let proxied = port_entry(&report, "insp-proxied", "::");
     assert_eq!(proxied["container_ip"], Value::Null);
-    assert_eq!(proxied["outside"], "via-proxy");
+    let zone = sh("firewall-cmd --get-default-zone").trim().to_owned();
+    assert_eq!(proxied["outside"]["judged_by"], format!("zone {zone}"));
+    assert_eq!(proxied["outside"]["state"], "denied");
     assert_ne!(probe(HOST_V6, 18102), "open");
+    // The zone opens the port: docker-proxy's port is open to everyone, and inspect says so.
+    sh(&format!("firewall-cmd --zone={zone} --add-port=18102/tcp"));
+    let report = inspect_json();
     assert_eq!(
-        port_entry(&report, "insp-proxied", "0.0.0.0")["outside"],
+        port_entry(&report, "insp-proxied", "::")["outside"]["state"],
+        "open"
+    );
+    assert_eq!(
+        probe_until(HOST_V6, 18102, "open", Duration::from_secs(5)),
+        "open"
+    );
+    sh(&format!(
+        "firewall-cmd --zone={zone} --remove-port=18102/tcp"
+    ));
+    assert_eq!(
+        port_entry(&report, "insp-proxied", "0.0.0.0")["outside"]["state"],
         "open"
     );
     drop(_proxied);
@@ -107,6 +130,7 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         "127.0.0.1:18101",
         "OPEN to every source",
         "loopback only",
+        "Docker alone decides",
     ] {
         assert!(
             text.contains(expected),
@@ -114,9 +138,10 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         );
     }
 
-    // A DROP rule in DOCKER-USER shows up as filtering the IPv4 port, and does filter it.
+    // A DROP rule of someone else's in DOCKER-USER: inspect does not claim to know who gets
+    // through on IPv4 any more, and the rule does filter.
     let firewalld = firewalld().await;
-    firewalld.register_docker_user().await.unwrap();
+    register_docker_user(&firewalld).await;
     // On firewalld 2.x the first registration reloads, and Docker rebuilds its rules after.
     wait_for_docker_rules(18100);
     let rule = DirectRule {
@@ -135,7 +160,10 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         port_entry(&report, "insp-web", "0.0.0.0")["outside"],
         "filtered"
     );
-    assert_eq!(port_entry(&report, "insp-web", "::")["outside"], "open");
+    assert_eq!(
+        port_entry(&report, "insp-web", "::")["outside"]["state"],
+        "open"
+    );
     assert_eq!(
         report["docker_user_rules"][0]["args"],
         serde_json::json!(rule.args)

@@ -118,7 +118,7 @@ fn dockgate_service_runs_under_systemd_as_installed() {
         "no reconcile:\n{}",
         journal()
     );
-    std::thread::sleep(dockgate::reconcile::DOCKER_REBUILD_PAUSE);
+    std::thread::sleep(dockgate::scheduler::DOCKER_REBUILD_PAUSE);
     assert!(
         eventually(Duration::from_secs(30), || trusted_only(
             "10.99.1.50",

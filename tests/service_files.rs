@@ -100,6 +100,10 @@ fn make_install_puts_every_file_where_rhel_expects_it() {
             0o644,
         ),
         ("usr/share/doc/dockgate/50-dockgate.rules.example", 0o644),
+        (
+            "usr/share/doc/dockgate/60-dockgate-web-team.rules.example",
+            0o644,
+        ),
     ] {
         use std::os::unix::fs::PermissionsExt;
         let metadata =

@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use dockgate::apply::Applier;
 use dockgate::config::{self, Config};
-use dockgate::firewalld::Firewalld;
+use dockgate::firewalld::{Firewall, Firewalld};
+use dockgate::reconcile;
 use dockgate::state::{self, StateDir};
-use dockgate::zones;
 
 #[derive(Parser)]
 #[command(
@@ -454,7 +455,11 @@ async fn docker_prestart(state_dir: &Path) -> ExitCode {
         println!("dockgatectl: firewalld is not running; nothing to return");
         return ExitCode::SUCCESS;
     }
-    match zones::return_bridges(&firewalld, &StateDir::new(state_dir)).await {
+    let applier = Applier {
+        firewall: firewalld,
+        state: StateDir::new(state_dir),
+    };
+    match reconcile::return_bridges(&applier).await {
         Ok(returned) if returned.is_empty() => ExitCode::SUCCESS,
         Ok(returned) => {
             println!(

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand};
+use dockgate::apply::Applier;
 use dockgate::config::{self, Config};
 use dockgate::daemon::Daemon;
 use dockgate::docker::{self, Docker};
 use dockgate::exposures::Store;
 use dockgate::firewalld::Firewalld;
 use dockgate::inspect::Report;
-use dockgate::reconcile::Enforcer;
+use dockgate::reconcile;
 use dockgate::state::{self, StateDir};
 
 #[derive(Parser)]
@@ -60,23 +61,22 @@ async fn main() -> ExitCode {
     dockgate::logging::init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Inspect { json }) => inspect(&cli.docker_socket, json).await,
+        Some(Command::Inspect { json }) => inspect(&cli, json).await,
         None if cli.remove => remove(&cli).await,
         None if cli.once => once(&cli).await,
         None => serve(&cli).await,
     }
 }
 
-async fn enforcer(cli: &Cli) -> Result<Enforcer, String> {
+async fn applier(cli: &Cli) -> Result<Applier<Firewalld>, String> {
     let connection = dockgate::firewalld::system_bus()
         .await
         .map_err(|error| format!("cannot connect to the system bus: {error}"))?;
-    let firewalld = Firewalld::new(&connection)
+    let firewall = Firewalld::new(&connection)
         .await
         .map_err(|error| error.to_string())?;
-    Ok(Enforcer {
-        firewalld,
-        docker: Docker::new(&cli.docker_socket),
+    Ok(Applier {
+        firewall,
         state: StateDir::new(&cli.state_dir),
     })
 }
@@ -86,30 +86,31 @@ async fn once(cli: &Cli) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(error.to_string()),
     };
-    let enforcer = match enforcer(cli).await {
-        Ok(enforcer) => enforcer,
+    let applier = match applier(cli).await {
+        Ok(applier) => applier,
         Err(reason) => return fail(reason),
     };
-    match enforcer.reconcile(&config).await {
+    match reconcile::once(&applier, &Docker::new(&cli.docker_socket), &config).await {
         Ok(done) => {
+            let outcome = &done.outcome;
             tracing::info!(
                 trigger = "once",
-                rules = done.plan.rules.len(),
-                added = done.rules.rules_added,
-                removed = done.rules.rules_removed,
-                writes = done.writes(),
-                reloaded = done.reloaded,
+                rules = done.rules,
+                added = outcome.rules_added,
+                removed = outcome.rules_removed,
+                writes = outcome.writes,
+                reloaded = outcome.reloaded,
                 duration_ms = done.duration.as_millis() as u64,
                 "policy applied"
             );
             println!(
                 "dockgated: policy applied: {} rules planned, {} added, {} removed, {} firewalld writes, {} ms{}",
-                done.plan.rules.len(),
-                done.rules.rules_added,
-                done.rules.rules_removed,
-                done.writes(),
+                done.rules,
+                outcome.rules_added,
+                outcome.rules_removed,
+                outcome.writes,
                 done.duration.as_millis(),
-                if done.reloaded {
+                if outcome.reloaded {
                     ", firewalld reloaded"
                 } else {
                     ""
@@ -128,16 +129,16 @@ async fn serve(cli: &Cli) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(error.to_string()),
     };
-    let enforcer = match enforcer(cli).await {
-        Ok(enforcer) => enforcer,
+    let applier = match applier(cli).await {
+        Ok(applier) => applier,
         Err(reason) => return fail(reason),
     };
-    let exposures = match Store::load(enforcer.state.clone()) {
-        Ok(exposures) => exposures,
+    let store = match Store::load(applier.state.clone()) {
+        Ok(store) => store,
         Err(error) => {
             return fail(format!(
                 "{}: {error}; fix or remove it (the rules in firewalld stay as they are)",
-                enforcer
+                applier
                     .state
                     .path()
                     .join(dockgate::exposures::FILE)
@@ -145,7 +146,7 @@ async fn serve(cli: &Cli) -> ExitCode {
             ));
         }
     };
-    tracing::info!(config = %cli.config.display(), runtime_exposures = exposures.all().len(), "dockgated started");
+    tracing::info!(config = %cli.config.display(), runtime_exposures = store.all().len(), "dockgated started");
     let bus = match dockgate::firewalld::system_bus().await {
         Ok(bus) => Some(bus),
         Err(error) => {
@@ -153,22 +154,24 @@ async fn serve(cli: &Cli) -> ExitCode {
             None
         }
     };
-    Daemon::new(enforcer, cli.config.clone(), config, exposures, bus)
+    let docker = Docker::new(&cli.docker_socket);
+    Daemon::new(applier, docker, cli.config.clone(), config, store, bus)
         .run()
         .await;
     ExitCode::SUCCESS
 }
 
 async fn remove(cli: &Cli) -> ExitCode {
-    let enforcer = match enforcer(cli).await {
-        Ok(enforcer) => enforcer,
+    let applier = match applier(cli).await {
+        Ok(applier) => applier,
         Err(reason) => return fail(reason),
     };
-    match enforcer.remove().await {
-        Ok((rules, zone)) => {
+    match reconcile::remove(&applier).await {
+        Ok(outcome) => {
             println!(
-                "dockgated: removed {} rules; {} zone changes undone",
-                rules.rules_removed, zone.writes
+                "dockgated: removed {} rules; {} other changes undone",
+                outcome.rules_removed,
+                outcome.writes - outcome.rules_removed.min(outcome.writes)
             );
             ExitCode::SUCCESS
         }
@@ -176,17 +179,13 @@ async fn remove(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn inspect(docker_socket: &str, json: bool) -> ExitCode {
-    let connection = match dockgate::firewalld::system_bus().await {
-        Ok(connection) => connection,
-        Err(error) => return fail(format!("cannot connect to the system bus: {error}")),
+async fn inspect(cli: &Cli, json: bool) -> ExitCode {
+    let applier = match applier(cli).await {
+        Ok(applier) => applier,
+        Err(reason) => return fail(reason),
     };
-    let firewalld = match Firewalld::new(&connection).await {
-        Ok(firewalld) => firewalld,
-        Err(error) => return fail(error.to_string()),
-    };
-    let docker = Docker::new(docker_socket);
-    let report = Report::gather(&firewalld, &docker).await;
+    let docker = Docker::new(&cli.docker_socket);
+    let report = Report::gather(&applier, &docker, &cli.config).await;
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),

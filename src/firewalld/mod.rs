@@ -7,17 +7,23 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
+use ipnet::IpNet;
 use serde::Serialize;
 use zbus::Connection;
 use zbus::proxy::CacheProperties;
 use zbus::{OwnedVariant, Variant};
 
+use crate::config::PortRange;
+use crate::policy::{HostZones, ZoneView};
 pub use crate::rules::{DirectChain, DirectRule, Family};
 
 use self::proxy::{
     ConfigDirectProxy, ConfigPolicyProxy, ConfigProxy, ConfigZoneProxy, DirectProxy,
     FirewallD1Proxy, RawDirectSettings, RawRule, ZoneProxy,
 };
+
+#[cfg(test)]
+pub mod fake;
 
 /// Docker's chain for the admin's own forwarding rules; it sees packets after DNAT.
 pub const DOCKER_USER: &str = "DOCKER-USER";
@@ -137,21 +143,28 @@ pub struct ZoneSettings {
     pub interfaces: Vec<String>,
 }
 
+/// One value of a firewalld settings dictionary, if it is there and of the expected type.
+fn dict_value<T: TryFrom<OwnedVariant>>(
+    dict: &std::collections::HashMap<String, OwnedVariant>,
+    key: &str,
+) -> Option<T> {
+    dict.get(key)
+        .and_then(|value| value.try_clone().ok())
+        .and_then(|value| T::try_from(value).ok())
+}
+
+/// firewalld's ("8080" or "1000-2000", "tcp"); None for protocols dockgate does not publish.
+fn port_range(port: &str, protocol: &str) -> Option<PortRange> {
+    format!("{port}/{protocol}").parse().ok()
+}
+
 impl ZoneSettings {
     fn from_dict(dict: &std::collections::HashMap<String, OwnedVariant>) -> Self {
-        fn get<T: TryFrom<OwnedVariant>>(
-            dict: &std::collections::HashMap<String, OwnedVariant>,
-            key: &str,
-        ) -> Option<T> {
-            dict.get(key)
-                .and_then(|value| value.try_clone().ok())
-                .and_then(|value| T::try_from(value).ok())
-        }
         Self {
-            target: get(dict, "target").unwrap_or_else(|| "default".to_owned()),
-            services: get(dict, "services").unwrap_or_default(),
-            ports: get(dict, "ports").unwrap_or_default(),
-            interfaces: get(dict, "interfaces").unwrap_or_default(),
+            target: dict_value(dict, "target").unwrap_or_else(|| "default".to_owned()),
+            services: dict_value(dict, "services").unwrap_or_default(),
+            ports: dict_value(dict, "ports").unwrap_or_default(),
+            interfaces: dict_value(dict, "interfaces").unwrap_or_default(),
         }
     }
 }
@@ -196,9 +209,22 @@ pub struct ActiveZone {
 /// zone `docker` this way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ZoneEvent {
-    InterfaceAdded { zone: String, interface: String },
-    InterfaceRemoved { zone: String, interface: String },
-    ZoneOfInterfaceChanged { zone: String, interface: String },
+    InterfaceAdded {
+        zone: String,
+        interface: String,
+    },
+    InterfaceRemoved {
+        zone: String,
+        interface: String,
+    },
+    ZoneOfInterfaceChanged {
+        zone: String,
+        interface: String,
+    },
+    /// A port, service or source was added to or removed from a zone at run time.
+    AccessChanged {
+        zone: String,
+    },
 }
 
 /// firewalld appearing on or leaving the system bus. firewalld sends no `Reloaded` when it
@@ -227,6 +253,7 @@ pub struct PermanentDirect {
     untouched: RawDirectSettings,
 }
 
+#[cfg(test)]
 impl PermanentDirect {
     /// A configuration with no ebtables entries or passthroughs, for tests of code that edits one.
     pub fn for_tests(chains: Vec<DirectChain>, rules: Vec<DirectRule>) -> Self {
@@ -306,12 +333,6 @@ impl Firewalld {
         })
     }
 
-    pub async fn is_running(&self) -> Result<bool> {
-        let dbus = zbus::fdo::DBusProxy::new(&self.connection).await?;
-        let name = proxy::BUS_NAME.try_into()?;
-        Ok(dbus.name_has_owner(name).await.map_err(zbus::Error::from)?)
-    }
-
     pub async fn info(&self) -> Result<FirewalldInfo> {
         let strict_forward_ports = match self.config.strict_forward_ports().await {
             Ok(value) => Some(value.eq_ignore_ascii_case("yes")),
@@ -334,38 +355,81 @@ impl Firewalld {
         Ok(self.main.get_default_zone().await?)
     }
 
-    /// firewalld.conf's CleanupOnExit, as written there ("yes", "no", "true", "false").
-    pub async fn cleanup_on_exit(&self) -> Result<String> {
-        Ok(self.config.cleanup_on_exit().await?)
-    }
-
-    /// Writes CleanupOnExit to firewalld.conf; firewalld uses it from its next reload or start.
-    pub async fn set_cleanup_on_exit(&self, value: &str) -> Result<()> {
-        Ok(self.config.set_cleanup_on_exit(value).await?)
+    /// What firewalld lets in to the host itself from outside, for the ports docker-proxy
+    /// serves there: the default zone and every zone with a binding, with the ports each
+    /// opens (its own and its services').
+    pub async fn host_zones(&self) -> Result<HostZones> {
+        let default_zone = self.main.get_default_zone().await?;
+        let mut names: Vec<String> = self.zone.get_active_zones().await?.into_keys().collect();
+        if !names.contains(&default_zone) {
+            names.push(default_zone.clone());
+        }
+        let mut service_ports: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut zones = BTreeMap::new();
+        for name in names {
+            let dict = self.zone.get_zone_settings2(&name).await?;
+            let settings = ZoneSettings::from_dict(&dict);
+            let sources: Vec<String> = dict_value(&dict, "sources").unwrap_or_default();
+            let mut open: Vec<(PortRange, String)> = settings
+                .ports
+                .iter()
+                .filter_map(|(port, protocol)| {
+                    let range = port_range(port, protocol)?;
+                    Some((range, format!("port {range}")))
+                })
+                .collect();
+            for service in &settings.services {
+                if !service_ports.contains_key(service) {
+                    // A service firewalld cannot describe opens nothing we could name.
+                    let ports = match self.main.get_service_settings2(service).await {
+                        Ok(dict) => dict_value(&dict, "ports").unwrap_or_default(),
+                        Err(error) => match FirewalldError::from(error) {
+                            FirewalldError::NotRunning => return Err(FirewalldError::NotRunning),
+                            _ => Vec::new(),
+                        },
+                    };
+                    service_ports.insert(service.clone(), ports);
+                }
+                open.extend(
+                    service_ports[service]
+                        .iter()
+                        .filter_map(|(port, protocol)| {
+                            Some((port_range(port, protocol)?, format!("service {service}")))
+                        }),
+                );
+            }
+            zones.insert(
+                name,
+                ZoneView {
+                    target: settings.target,
+                    open,
+                    sources: sources
+                        .iter()
+                        .filter_map(|source| {
+                            source
+                                .parse::<IpNet>()
+                                .or_else(|_| source.parse::<std::net::IpAddr>().map(IpNet::from))
+                                .ok()
+                        })
+                        .collect(),
+                    interfaces: settings.interfaces,
+                },
+            );
+        }
+        let strict_forward_ports = self.info().await?.strict_forward_ports.unwrap_or(false);
+        Ok(HostZones {
+            default_zone,
+            zones,
+            strict_forward_ports,
+        })
     }
 
     pub async fn reload(&self) -> Result<()> {
         Ok(self.main.reload().await?)
     }
 
-    // Runtime zones.
-
     pub async fn zones(&self) -> Result<Vec<String>> {
         Ok(self.zone.get_zones().await?)
-    }
-
-    pub async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>> {
-        let raw = self.zone.get_active_zones().await?;
-        Ok(raw
-            .into_iter()
-            .map(|(zone, mut bindings)| {
-                let active = ActiveZone {
-                    interfaces: bindings.remove("interfaces").unwrap_or_default(),
-                    sources: bindings.remove("sources").unwrap_or_default(),
-                };
-                (zone, active)
-            })
-            .collect())
     }
 
     /// The zone an interface is bound to at run time; None when it is bound to none.
@@ -374,39 +438,6 @@ impl Firewalld {
         Ok(Some(zone).filter(|zone| !zone.is_empty()))
     }
 
-    pub async fn add_interface(&self, zone: &str, interface: &str) -> Result<()> {
-        self.zone.add_interface(zone, interface).await?;
-        Ok(())
-    }
-
-    pub async fn remove_interface(&self, zone: &str, interface: &str) -> Result<()> {
-        self.zone.remove_interface(zone, interface).await?;
-        Ok(())
-    }
-
-    /// Binds an interface to a zone, moving it out of any zone it is in.
-    pub async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()> {
-        self.zone.change_zone_of_interface(zone, interface).await?;
-        Ok(())
-    }
-
-    pub async fn zone_settings(&self, zone: &str) -> Result<ZoneSettings> {
-        Ok(ZoneSettings::from_dict(
-            &self.zone.get_zone_settings2(zone).await?,
-        ))
-    }
-
-    /// Sets the given runtime host-access keys of a zone in one call. The target is left out:
-    /// firewalld only changes a target in the permanent configuration, taking effect on reload.
-    pub async fn set_zone_access(&self, zone: &str, access: &ZoneAccess) -> Result<()> {
-        Ok(self
-            .zone
-            .set_zone_settings2(zone, access.to_dict(false))
-            .await?)
-    }
-
-    // Direct interface, runtime or permanent: the two have the same members.
-
     fn direct(&self, layer: Layer) -> &DirectProxy<'static> {
         match layer {
             Layer::Runtime => &self.direct,
@@ -414,235 +445,13 @@ impl Firewalld {
         }
     }
 
-    pub async fn add_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()> {
-        Ok(self
-            .direct(layer)
-            .add_chain(chain.family.as_str(), &chain.table, &chain.chain)
-            .await?)
-    }
-
-    pub async fn remove_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()> {
-        Ok(self
-            .direct(layer)
-            .remove_chain(chain.family.as_str(), &chain.table, &chain.chain)
-            .await?)
-    }
-
-    pub async fn query_chain(&self, layer: Layer, chain: &DirectChain) -> Result<bool> {
-        Ok(self
-            .direct(layer)
-            .query_chain(chain.family.as_str(), &chain.table, &chain.chain)
-            .await?)
-    }
-
-    pub async fn chains(&self, layer: Layer) -> Result<Vec<DirectChain>> {
-        Ok(chains_from_raw(self.direct(layer).get_all_chains().await?))
-    }
-
-    pub async fn add_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()> {
-        Ok(self
-            .direct(layer)
-            .add_rule(
-                rule.family.as_str(),
-                &rule.table,
-                &rule.chain,
-                rule.priority,
-                &arg_refs(rule),
-            )
-            .await?)
-    }
-
-    pub async fn remove_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()> {
-        Ok(self
-            .direct(layer)
-            .remove_rule(
-                rule.family.as_str(),
-                &rule.table,
-                &rule.chain,
-                rule.priority,
-                &arg_refs(rule),
-            )
-            .await?)
-    }
-
-    pub async fn query_rule(&self, layer: Layer, rule: &DirectRule) -> Result<bool> {
-        Ok(self
-            .direct(layer)
-            .query_rule(
-                rule.family.as_str(),
-                &rule.table,
-                &rule.chain,
-                rule.priority,
-                &arg_refs(rule),
-            )
-            .await?)
-    }
-
-    pub async fn rules(&self, layer: Layer) -> Result<Vec<DirectRule>> {
-        Ok(rules_from_raw(self.direct(layer).get_all_rules().await?))
-    }
-
-    /// The whole permanent direct configuration, read in one call.
-    pub async fn permanent_direct(&self) -> Result<PermanentDirect> {
-        let (chains, rules, passthroughs) = self.config_direct_settings.get_settings().await?;
-        let (chains, other_chains) = chains
-            .into_iter()
-            .partition(|(ipv, _, _)| Family::from_ipv(ipv).is_some());
-        let (rules, other_rules) = rules
-            .into_iter()
-            .partition(|(ipv, ..)| Family::from_ipv(ipv).is_some());
-        Ok(PermanentDirect {
-            chains: chains_from_raw(chains),
-            rules: rules_from_raw(rules),
-            untouched: (other_chains, other_rules, passthroughs),
-        })
-    }
-
-    /// Replaces the whole permanent direct configuration in one call (firewalld writes
-    /// direct.xml once).
-    pub async fn set_permanent_direct(&self, settings: &PermanentDirect) -> Result<()> {
-        let (other_chains, other_rules, passthroughs) = &settings.untouched;
-        let chains = settings
-            .chains
-            .iter()
-            .map(|chain| {
-                (
-                    chain.family.as_str().to_owned(),
-                    chain.table.clone(),
-                    chain.chain.clone(),
-                )
-            })
-            .chain(other_chains.iter().cloned())
-            .collect();
-        let rules = settings
-            .rules
-            .iter()
-            .map(|rule| {
-                (
-                    rule.family.as_str().to_owned(),
-                    rule.table.clone(),
-                    rule.chain.clone(),
-                    rule.priority,
-                    rule.args.clone(),
-                )
-            })
-            .chain(other_rules.iter().cloned())
-            .collect();
-        let raw: RawDirectSettings = (chains, rules, passthroughs.clone());
-        Ok(self.config_direct_settings.update(&raw).await?)
-    }
-
-    /// firewalld's major version (1 on RHEL 9, 2 on RHEL 10 and Fedora).
-    pub async fn major_version(&self) -> Result<u32> {
-        Ok(major_version(&self.main.version().await?))
-    }
-
-    /// Reloads and waits for firewalld's `Reloaded` (Docker rebuilds its rules on that signal).
-    pub async fn reload_and_wait(&self) -> Result<()> {
-        let mut reloaded = self.reloaded().await?;
-        self.reload().await?;
-        if tokio::time::timeout(RELOAD_TIMEOUT, reloaded.next())
-            .await
-            .is_err()
-        {
-            tracing::warn!("firewalld sent no Reloaded within {RELOAD_TIMEOUT:?}");
-        }
-        Ok(())
-    }
-
-    /// Makes DOCKER-USER (filter table, both families) ready for direct rules without costing
-    /// Docker its own rules. The safe sequence differs by firewalld version:
-    ///
-    /// - firewalld 2.x (nftables backend) flushes every iptables table, Docker's rules included,
-    ///   on the first runtime direct `add_*` call while it has no direct configuration at all
-    ///   (`Firewall.may_skip_flush_direct_backends`), and nobody tells Docker. Instead the chain
-    ///   goes into the permanent direct configuration and firewalld reloads once: the reload
-    ///   does its flush before it emits `Reloaded`, Docker rebuilds its rules on that signal,
-    ///   and the re-registered permanent chain keeps every later runtime call from flushing.
-    ///   Only the first registration reloads; published ports pause for under a second then.
-    /// - firewalld 1.x flushes only on start, reload and stop, so runtime calls are safe. Its
-    ///   `add_chain` runs `iptables -N`, which fails for the IPv4 chain Docker already made;
-    ///   rules go into Docker's chain all the same. Docker 20.10 makes no IPv6 DOCKER-USER, so
-    ///   that one is created.
-    pub async fn register_docker_user(&self) -> Result<()> {
-        let chains = Family::ALL.map(|family| DirectChain::new(family, "filter", DOCKER_USER));
-        let mut unregistered = Vec::new();
-        for chain in &chains {
-            if !self.query_chain(Layer::Runtime, chain).await? {
-                unregistered.push(chain);
-            }
-        }
-        if unregistered.is_empty() {
-            return Ok(());
-        }
-        if major_version(&self.main.version().await?) >= 2 {
-            for chain in &chains {
-                if !self.query_chain(Layer::Permanent, chain).await? {
-                    self.add_chain(Layer::Permanent, chain).await?;
-                }
-            }
-            self.reload_and_wait().await?;
-            return Ok(());
-        }
-        for chain in unregistered {
-            match self.add_chain(Layer::Runtime, chain).await {
-                Err(FirewalldError::Refused {
-                    code: ErrorCode::CommandFailed,
-                    detail,
-                }) if detail.contains("Chain already exists") => {}
-                other => other?,
-            }
-        }
-        Ok(())
-    }
-
-    // Permanent policies (traffic between zones).
-
-    pub async fn permanent_policies(&self) -> Result<Vec<String>> {
-        Ok(self.config.get_policy_names().await?)
-    }
-
-    /// Adds a permanent policy letting traffic from `ingress` zones to `egress` zones pass
-    /// (target ACCEPT). It takes effect on the next reload.
-    pub async fn add_permanent_accept_policy(
-        &self,
-        name: &str,
-        description: &str,
-        ingress: &[&str],
-        egress: &[&str],
-    ) -> Result<()> {
-        let settings = std::collections::HashMap::from([
-            ("description", Variant::from(description)),
-            ("target", Variant::from("ACCEPT")),
-            ("ingress_zones", Variant::from(ingress.to_vec())),
-            ("egress_zones", Variant::from(egress.to_vec())),
-        ]);
-        self.config.add_policy(name, settings).await?;
-        Ok(())
-    }
-
-    pub async fn remove_permanent_policy(&self, name: &str) -> Result<()> {
-        let path = self.config.get_policy_by_name(name).await?;
-        ConfigPolicyProxy::builder(&self.connection)
-            .path(path)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?
-            .remove()
-            .await?;
-        Ok(())
-    }
-
-    // Permanent zones.
-
-    pub async fn permanent_zone(&self, zone: &str) -> Result<PermanentZone> {
+    async fn permanent_zone(&self, zone: &str) -> Result<ConfigZoneProxy<'static>> {
         let path = self.config.get_zone_by_name(zone).await?;
-        let proxy = ConfigZoneProxy::builder(&self.connection)
+        Ok(ConfigZoneProxy::builder(&self.connection)
             .path(path)
             .cache_properties(CacheProperties::No)
             .build()
-            .await?;
-        Ok(PermanentZone { proxy })
+            .await?)
     }
 
     // Signals.
@@ -688,7 +497,40 @@ impl Firewalld {
                     interface: args.interface,
                 })
             });
-        Ok(stream::select(stream::select(added, removed), changed).boxed())
+        let zone = &self.zone;
+        // Each of these carries the zone first; the rest does not matter here.
+        let access = stream::select_all([
+            zone.receive_port_added()
+                .await?
+                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                .boxed(),
+            zone.receive_port_removed()
+                .await?
+                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                .boxed(),
+            zone.receive_service_added()
+                .await?
+                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                .boxed(),
+            zone.receive_service_removed()
+                .await?
+                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                .boxed(),
+            zone.receive_source_added()
+                .await?
+                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                .boxed(),
+            zone.receive_source_removed()
+                .await?
+                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                .boxed(),
+        ])
+        .map(|zone| ZoneEvent::AccessChanged { zone });
+        Ok(stream::select(
+            stream::select(stream::select(added, removed), changed),
+            access,
+        )
+        .boxed())
     }
 
     /// firewalld appearing on and leaving the system bus (start, stop, restart, crash).
@@ -710,31 +552,266 @@ impl Firewalld {
     }
 }
 
-/// One zone of firewalld's permanent configuration.
-pub struct PermanentZone {
-    proxy: ConfigZoneProxy<'static>,
+/// The calls the applier makes. [`Firewalld`] makes them on the real firewalld; the unit
+/// tests' in-memory fake (`fake.rs`) checks after every single one that no denied connection
+/// gets through.
+// The applier runs on the daemon's own task and is never spawned, so its futures need not be
+// Send; plain `async fn` keeps the trait readable.
+#[allow(async_fn_in_trait)]
+pub trait Firewall {
+    async fn is_running(&self) -> Result<bool>;
+    /// firewalld's major version (1 on RHEL 9, 2 on RHEL 10 and Fedora).
+    async fn major_version(&self) -> Result<u32>;
+
+    async fn chains(&self, layer: Layer) -> Result<Vec<DirectChain>>;
+    async fn rules(&self, layer: Layer) -> Result<Vec<DirectRule>>;
+    async fn add_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()>;
+    async fn remove_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()>;
+    async fn add_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()>;
+    async fn remove_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()>;
+    /// The whole permanent direct configuration, read in one call.
+    async fn permanent_direct(&self) -> Result<PermanentDirect>;
+    /// Replaces the whole permanent direct configuration in one call (firewalld writes
+    /// direct.xml once).
+    async fn set_permanent_direct(&self, settings: &PermanentDirect) -> Result<()>;
+    /// Reloads and waits for firewalld's `Reloaded` (Docker rebuilds its rules on that
+    /// signal). The runtime configuration becomes the permanent one.
+    async fn reload_and_wait(&self) -> Result<()>;
+
+    /// firewalld.conf's CleanupOnExit, as written there ("yes", "no", "true", "false").
+    async fn cleanup_on_exit(&self) -> Result<String>;
+    /// Writes CleanupOnExit to firewalld.conf; firewalld uses it from its next reload or start.
+    async fn set_cleanup_on_exit(&self, value: &str) -> Result<()>;
+
+    async fn zone_exists(&self, zone: &str) -> Result<bool>;
+    async fn zone_settings(&self, layer: Layer, zone: &str) -> Result<ZoneSettings>;
+    /// Sets the given host-access keys of a zone in one call. At run time the target is left
+    /// out: firewalld only changes a target in the permanent configuration (on reload).
+    async fn set_zone_access(&self, layer: Layer, zone: &str, access: &ZoneAccess) -> Result<()>;
+    async fn policy_exists(&self, name: &str) -> Result<bool>;
+    /// Adds a permanent policy letting traffic from `ingress` to `egress` zones pass (target
+    /// ACCEPT); it takes effect on the next reload.
+    async fn add_accept_policy(
+        &self,
+        name: &str,
+        description: &str,
+        ingress: &str,
+        egress: &str,
+    ) -> Result<()>;
+    async fn remove_policy(&self, name: &str) -> Result<()>;
+
+    async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>>;
+    /// Binds an interface to a zone at run time, moving it out of any zone it is in.
+    async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()>;
 }
 
-impl PermanentZone {
-    pub async fn settings(&self) -> Result<ZoneSettings> {
-        Ok(ZoneSettings::from_dict(&self.proxy.get_settings2().await?))
+impl Firewall for Firewalld {
+    async fn is_running(&self) -> Result<bool> {
+        let dbus = zbus::fdo::DBusProxy::new(&self.connection).await?;
+        let name = proxy::BUS_NAME.try_into()?;
+        Ok(dbus.name_has_owner(name).await.map_err(zbus::Error::from)?)
     }
 
-    /// Sets the given host-access keys in one call (firewalld writes the zone file once).
-    pub async fn set_access(&self, access: &ZoneAccess) -> Result<()> {
-        Ok(self.proxy.update2(access.to_dict(true)).await?)
+    async fn major_version(&self) -> Result<u32> {
+        Ok(major_version(&self.main.version().await?))
     }
 
-    pub async fn interfaces(&self) -> Result<Vec<String>> {
-        Ok(self.proxy.get_interfaces().await?)
+    async fn chains(&self, layer: Layer) -> Result<Vec<DirectChain>> {
+        Ok(chains_from_raw(self.direct(layer).get_all_chains().await?))
     }
 
-    pub async fn add_interface(&self, interface: &str) -> Result<()> {
-        Ok(self.proxy.add_interface(interface).await?)
+    async fn rules(&self, layer: Layer) -> Result<Vec<DirectRule>> {
+        Ok(rules_from_raw(self.direct(layer).get_all_rules().await?))
     }
 
-    pub async fn remove_interface(&self, interface: &str) -> Result<()> {
-        Ok(self.proxy.remove_interface(interface).await?)
+    async fn add_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()> {
+        Ok(self
+            .direct(layer)
+            .add_chain(chain.family.as_str(), &chain.table, &chain.chain)
+            .await?)
+    }
+
+    async fn remove_chain(&self, layer: Layer, chain: &DirectChain) -> Result<()> {
+        Ok(self
+            .direct(layer)
+            .remove_chain(chain.family.as_str(), &chain.table, &chain.chain)
+            .await?)
+    }
+
+    async fn add_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()> {
+        Ok(self
+            .direct(layer)
+            .add_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &arg_refs(rule),
+            )
+            .await?)
+    }
+
+    async fn remove_rule(&self, layer: Layer, rule: &DirectRule) -> Result<()> {
+        Ok(self
+            .direct(layer)
+            .remove_rule(
+                rule.family.as_str(),
+                &rule.table,
+                &rule.chain,
+                rule.priority,
+                &arg_refs(rule),
+            )
+            .await?)
+    }
+
+    async fn permanent_direct(&self) -> Result<PermanentDirect> {
+        let (chains, rules, passthroughs) = self.config_direct_settings.get_settings().await?;
+        let (chains, other_chains) = chains
+            .into_iter()
+            .partition(|(ipv, _, _)| Family::from_ipv(ipv).is_some());
+        let (rules, other_rules) = rules
+            .into_iter()
+            .partition(|(ipv, ..)| Family::from_ipv(ipv).is_some());
+        Ok(PermanentDirect {
+            chains: chains_from_raw(chains),
+            rules: rules_from_raw(rules),
+            untouched: (other_chains, other_rules, passthroughs),
+        })
+    }
+
+    async fn set_permanent_direct(&self, settings: &PermanentDirect) -> Result<()> {
+        let (other_chains, other_rules, passthroughs) = &settings.untouched;
+        let chains = settings
+            .chains
+            .iter()
+            .map(|chain| {
+                (
+                    chain.family.as_str().to_owned(),
+                    chain.table.clone(),
+                    chain.chain.clone(),
+                )
+            })
+            .chain(other_chains.iter().cloned())
+            .collect();
+        let rules = settings
+            .rules
+            .iter()
+            .map(|rule| {
+                (
+                    rule.family.as_str().to_owned(),
+                    rule.table.clone(),
+                    rule.chain.clone(),
+                    rule.priority,
+                    rule.args.clone(),
+                )
+            })
+            .chain(other_rules.iter().cloned())
+            .collect();
+        let raw: RawDirectSettings = (chains, rules, passthroughs.clone());
+        Ok(self.config_direct_settings.update(&raw).await?)
+    }
+
+    async fn reload_and_wait(&self) -> Result<()> {
+        let mut reloaded = self.reloaded().await?;
+        self.reload().await?;
+        if tokio::time::timeout(RELOAD_TIMEOUT, reloaded.next())
+            .await
+            .is_err()
+        {
+            tracing::warn!("firewalld sent no Reloaded within {RELOAD_TIMEOUT:?}");
+        }
+        Ok(())
+    }
+
+    async fn cleanup_on_exit(&self) -> Result<String> {
+        Ok(self.config.cleanup_on_exit().await?)
+    }
+
+    async fn set_cleanup_on_exit(&self, value: &str) -> Result<()> {
+        Ok(self.config.set_cleanup_on_exit(value).await?)
+    }
+
+    async fn zone_exists(&self, zone: &str) -> Result<bool> {
+        Ok(self.zones().await?.iter().any(|name| name == zone))
+    }
+
+    async fn zone_settings(&self, layer: Layer, zone: &str) -> Result<ZoneSettings> {
+        let dict = match layer {
+            Layer::Runtime => self.zone.get_zone_settings2(zone).await?,
+            Layer::Permanent => self.permanent_zone(zone).await?.get_settings2().await?,
+        };
+        Ok(ZoneSettings::from_dict(&dict))
+    }
+
+    async fn set_zone_access(&self, layer: Layer, zone: &str, access: &ZoneAccess) -> Result<()> {
+        match layer {
+            Layer::Runtime => Ok(self
+                .zone
+                .set_zone_settings2(zone, access.to_dict(false))
+                .await?),
+            Layer::Permanent => Ok(self
+                .permanent_zone(zone)
+                .await?
+                .update2(access.to_dict(true))
+                .await?),
+        }
+    }
+
+    async fn policy_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .config
+            .get_policy_names()
+            .await?
+            .iter()
+            .any(|policy| policy == name))
+    }
+
+    async fn add_accept_policy(
+        &self,
+        name: &str,
+        description: &str,
+        ingress: &str,
+        egress: &str,
+    ) -> Result<()> {
+        let settings = std::collections::HashMap::from([
+            ("description", Variant::from(description)),
+            ("target", Variant::from("ACCEPT")),
+            ("ingress_zones", Variant::from(vec![ingress])),
+            ("egress_zones", Variant::from(vec![egress])),
+        ]);
+        self.config.add_policy(name, settings).await?;
+        Ok(())
+    }
+
+    async fn remove_policy(&self, name: &str) -> Result<()> {
+        let path = self.config.get_policy_by_name(name).await?;
+        ConfigPolicyProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?
+            .remove()
+            .await?;
+        Ok(())
+    }
+
+    async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>> {
+        let raw = self.zone.get_active_zones().await?;
+        Ok(raw
+            .into_iter()
+            .map(|(zone, mut bindings)| {
+                let active = ActiveZone {
+                    interfaces: bindings.remove("interfaces").unwrap_or_default(),
+                    sources: bindings.remove("sources").unwrap_or_default(),
+                };
+                (zone, active)
+            })
+            .collect())
+    }
+
+    async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()> {
+        self.zone.change_zone_of_interface(zone, interface).await?;
+        Ok(())
     }
 }
 

@@ -25,6 +25,9 @@ pub trait FirewallD1 {
     #[zbus(name = "getDefaultZone")]
     fn get_default_zone(&self) -> zbus::Result<String>;
 
+    #[zbus(name = "getServiceSettings2")]
+    fn get_service_settings2(&self, service: &str) -> zbus::Result<HashMap<String, OwnedVariant>>;
+
     #[zbus(property, name = "version")]
     fn version(&self) -> zbus::Result<String>;
 
@@ -50,12 +53,6 @@ pub trait Zone {
     #[zbus(name = "getZoneOfInterface")]
     fn get_zone_of_interface(&self, interface: &str) -> zbus::Result<String>;
 
-    #[zbus(name = "addInterface")]
-    fn add_interface(&self, zone: &str, interface: &str) -> zbus::Result<String>;
-
-    #[zbus(name = "removeInterface")]
-    fn remove_interface(&self, zone: &str, interface: &str) -> zbus::Result<String>;
-
     #[zbus(name = "changeZoneOfInterface")]
     fn change_zone_of_interface(&self, zone: &str, interface: &str) -> zbus::Result<String>;
 
@@ -77,6 +74,30 @@ pub trait Zone {
 
     #[zbus(signal, name = "ZoneOfInterfaceChanged")]
     fn zone_of_interface_changed(&self, zone: String, interface: String) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "PortAdded")]
+    fn port_added(
+        &self,
+        zone: String,
+        port: String,
+        protocol: String,
+        timeout: i32,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "PortRemoved")]
+    fn port_removed(&self, zone: String, port: String, protocol: String) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "ServiceAdded")]
+    fn service_added(&self, zone: String, service: String, timeout: i32) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "ServiceRemoved")]
+    fn service_removed(&self, zone: String, service: String) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "SourceAdded")]
+    fn source_added(&self, zone: String, source: String) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "SourceRemoved")]
+    fn source_removed(&self, zone: String, source: String) -> zbus::Result<()>;
 }
 
 /// The permanent direct configuration has the same members on another interface and path.
@@ -96,9 +117,6 @@ pub trait Direct {
 
     #[zbus(name = "removeChain")]
     fn remove_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<()>;
-
-    #[zbus(name = "queryChain")]
-    fn query_chain(&self, ipv: &str, table: &str, chain: &str) -> zbus::Result<bool>;
 
     #[zbus(name = "getAllChains")]
     fn get_all_chains(&self) -> zbus::Result<Vec<(String, String, String)>>;
@@ -122,16 +140,6 @@ pub trait Direct {
         priority: i32,
         args: &[&str],
     ) -> zbus::Result<()>;
-
-    #[zbus(name = "queryRule")]
-    fn query_rule(
-        &self,
-        ipv: &str,
-        table: &str,
-        chain: &str,
-        priority: i32,
-        args: &[&str],
-    ) -> zbus::Result<bool>;
 
     #[zbus(name = "getAllRules")]
     fn get_all_rules(&self) -> zbus::Result<Vec<RawRule>>;
@@ -167,9 +175,6 @@ pub trait ConfigDirect {
 pub trait Config {
     #[zbus(name = "getZoneByName")]
     fn get_zone_by_name(&self, zone: &str) -> zbus::Result<OwnedObjectPath>;
-
-    #[zbus(name = "getZoneNames")]
-    fn get_zone_names(&self) -> zbus::Result<Vec<String>>;
 
     #[zbus(name = "getPolicyNames")]
     fn get_policy_names(&self) -> zbus::Result<Vec<String>>;
@@ -221,13 +226,4 @@ pub trait ConfigZone {
 
     #[zbus(name = "update2")]
     fn update2(&self, settings: HashMap<&str, Variant<'_>>) -> zbus::Result<()>;
-
-    #[zbus(name = "addInterface")]
-    fn add_interface(&self, interface: &str) -> zbus::Result<()>;
-
-    #[zbus(name = "removeInterface")]
-    fn remove_interface(&self, interface: &str) -> zbus::Result<()>;
-
-    #[zbus(name = "getInterfaces")]
-    fn get_interfaces(&self) -> zbus::Result<Vec<String>>;
 }

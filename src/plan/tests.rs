@@ -2,7 +2,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::*;
+use crate::config::Config;
 use crate::docker::Protocol;
+use crate::exposures::listed;
 
 fn config(text: &str) -> Config {
     Config::parse(text, Path::new("test.toml")).expect("test config parses")
@@ -21,9 +23,8 @@ fn published(container: &str, host_port: u16, container_ip: &str) -> PublishedPo
 }
 
 fn plan_of(config: &Config, docker: &DockerView) -> Plan {
-    let ids = config_exposure_ids(config);
-    let exposures = identify(&ids, config);
-    plan(config, &exposures, docker)
+    let policy = Policy::new(config, &listed(config, &[]), &docker.ports);
+    plan(&policy, &docker.bridges)
 }
 
 fn docker_default() -> DockerView {

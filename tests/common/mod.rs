@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 pub use service::*;
 
 use dockgate::docker::Docker;
-use dockgate::firewalld::Firewalld;
+use dockgate::firewalld::{
+    DOCKER_USER, DirectChain, ErrorCode, Family, Firewall, Firewalld, FirewalldError, Layer,
+};
 
 /// The sandbox's external interface ext1 as client1 sees it.
 pub const HOST_V4: &str = "10.99.1.1";
@@ -123,6 +125,35 @@ pub async fn firewalld() -> Firewalld {
     Firewalld::new(&connection)
         .await
         .expect("firewalld proxies")
+}
+
+/// Makes DOCKER-USER (both families) ready for direct rules without costing Docker its own, as
+/// dockgate's applier does: on firewalld 2.x, whose first runtime direct call flushes every
+/// iptables table, through the permanent layer and one reload; on 1.x at run time, where the
+/// IPv4 chain Docker made cannot be created again (`iptables -N` fails) and need not be.
+pub async fn register_docker_user(firewalld: &Firewalld) {
+    let chains = Family::ALL.map(|family| DirectChain::new(family, "filter", DOCKER_USER));
+    let registered = firewalld.chains(Layer::Runtime).await.unwrap();
+    if chains.iter().all(|chain| registered.contains(chain)) {
+        return;
+    }
+    if firewalld.major_version().await.unwrap() >= 2 {
+        let permanent = firewalld.chains(Layer::Permanent).await.unwrap();
+        for chain in chains.iter().filter(|chain| !permanent.contains(chain)) {
+            firewalld.add_chain(Layer::Permanent, chain).await.unwrap();
+        }
+        firewalld.reload_and_wait().await.unwrap();
+        return;
+    }
+    for chain in chains.iter().filter(|chain| !registered.contains(chain)) {
+        match firewalld.add_chain(Layer::Runtime, chain).await {
+            Err(FirewalldError::Refused {
+                code: ErrorCode::CommandFailed,
+                detail,
+            }) if detail.contains("Chain already exists") => {}
+            other => other.unwrap(),
+        }
+    }
 }
 
 pub fn docker() -> Docker {

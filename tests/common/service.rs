@@ -66,6 +66,30 @@ impl Service {
         self.log().matches("reconciled").count()
     }
 
+    /// Reconciles logged so far whose triggers include `trigger` ("config reloaded").
+    pub fn reconciles_for(&self, trigger: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|line| {
+                line.contains("reconciled")
+                    && line
+                        .split("trigger=\"")
+                        .nth(1)
+                        .is_some_and(|rest| rest.split('"').next().unwrap_or("").contains(trigger))
+            })
+            .count()
+    }
+
+    /// Waits until one more reconcile for `trigger` than `count` is logged.
+    pub fn wait_for_reconcile_for(&self, trigger: &str, count: usize) {
+        assert!(
+            eventually(Duration::from_secs(20), || self.reconciles_for(trigger)
+                > count),
+            "no reconcile for {trigger:?} logged:\n{}",
+            self.log()
+        );
+    }
+
     /// Waits until the daemon owns its name on the system bus.
     pub fn wait_for_api(&self) {
         assert!(
@@ -82,7 +106,7 @@ impl Service {
     /// start may make (CleanupOnExit, first registration): the pause dockgate itself waits.
     pub fn wait_until_settled(&self) {
         self.wait_for_reconcile_after(0);
-        std::thread::sleep(dockgate::reconcile::DOCKER_REBUILD_PAUSE);
+        std::thread::sleep(dockgate::scheduler::DOCKER_REBUILD_PAUSE);
     }
 
     /// The trusted source 10.99.1.50 reaches port 8080 (within 15 s), client1's own address does

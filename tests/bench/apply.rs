@@ -6,10 +6,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dockgate::apply::Applier;
 use dockgate::config::Config;
 use dockgate::docker::Docker;
+use dockgate::exposures;
 use dockgate::firewalld::Firewalld;
-use dockgate::reconcile::Enforcer;
+use dockgate::plan;
+use dockgate::policy::Policy;
+use dockgate::reconcile;
 use dockgate::state::StateDir;
 
 /// A policy with `n` exposures, each of its own host port and source.
@@ -44,11 +48,11 @@ async fn main() {
     let connection = zbus::Connection::system().await.expect("system bus");
     let firewalld = Firewalld::new(&connection).await.expect("firewalld");
     let state = std::env::temp_dir().join("dockgate-bench-state");
-    let enforcer = Enforcer {
-        firewalld: firewalld.clone(),
-        docker: Docker::new(dockgate::docker::DEFAULT_SOCKET),
+    let applier = Applier {
+        firewall: firewalld.clone(),
         state: StateDir::new(&state),
     };
+    let docker = Docker::new(dockgate::docker::DEFAULT_SOCKET);
     let version = firewalld.info().await.expect("firewalld info").version;
     let naive_max: usize = std::env::var("NAIVE_MAX")
         .ok()
@@ -60,17 +64,23 @@ async fn main() {
         "N", "dockgate", "rules", "naive", "speed-up"
     );
     for n in [10, 100, 1000] {
-        enforcer.remove().await.expect("clean start");
+        reconcile::remove(&applier).await.expect("clean start");
         let config = config(n);
         let started = Instant::now();
-        let done = enforcer.reconcile(&config).await.expect("apply");
+        let done = reconcile::once(&applier, &docker, &config)
+            .await
+            .expect("apply");
         let ours = started.elapsed();
-        let rules = done.plan.rules.len();
+        let rules = done.rules;
+        let planned = plan::plan(
+            &Policy::new(&config, &exposures::listed(&config, &[]), &[]),
+            &[],
+        );
 
         // The naive way: the same rules, one firewall-cmd each, runtime only.
-        enforcer.remove().await.expect("clean start");
+        reconcile::remove(&applier).await.expect("clean start");
         let naive = if n <= naive_max {
-            let chains = done.plan.chains.iter();
+            let chains = planned.chains.iter();
             let started = Instant::now();
             for chain in chains {
                 firewall_cmd(&[
@@ -81,7 +91,7 @@ async fn main() {
                     &chain.chain,
                 ]);
             }
-            for rule in &done.plan.rules {
+            for rule in &planned.rules {
                 let priority = rule.priority.to_string();
                 let mut args = vec![
                     "--direct",
@@ -112,25 +122,31 @@ async fn main() {
     }
 
     // One more exposure on top of 1000.
-    enforcer.remove().await.expect("clean start");
-    enforcer.reconcile(&config(1000)).await.expect("apply 1000");
+    reconcile::remove(&applier).await.expect("clean start");
+    reconcile::once(&applier, &docker, &config(1000))
+        .await
+        .expect("apply 1000");
     let started = Instant::now();
-    let done = enforcer.reconcile(&config(1001)).await.expect("apply 1001");
+    let done = reconcile::once(&applier, &docker, &config(1001))
+        .await
+        .expect("apply 1001");
     println!(
         "one exposure added at N = 1000: in the kernel after {}, reconcile done (permanent config \
          written) after {} ({} rules added, {} firewalld writes)",
-        ms(done.in_kernel_after),
+        ms(done.outcome.in_kernel_after),
         ms(started.elapsed()),
-        done.rules.rules_added,
-        done.writes()
+        done.outcome.rules_added,
+        done.outcome.writes
     );
     let started = Instant::now();
-    let again = enforcer.reconcile(&config(1001)).await.expect("re-apply");
+    let again = reconcile::once(&applier, &docker, &config(1001))
+        .await
+        .expect("re-apply");
     println!(
         "re-apply with nothing to change at N = 1001: {} ({} firewalld writes)",
         ms(started.elapsed()),
-        again.writes()
+        again.outcome.writes
     );
-    enforcer.remove().await.expect("clean up");
+    reconcile::remove(&applier).await.expect("clean up");
     let _ = std::fs::remove_dir_all(state);
 }
