@@ -470,3 +470,137 @@ fn a_sixty_second_exposure_opens_and_closes_on_time() {
     );
     assert_eq!(dockgatectl("list --json").1.matches("runtime-").count(), 0);
 }
+
+/// The id busctl printed for an Expose (`s "runtime-3"`).
+fn exposed_id(stdout: &str) -> String {
+    stdout
+        .trim()
+        .trim_start_matches("s ")
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// Ownership (SPEC §4): an exposure belongs to the uid that made it. Two users allowed to
+/// expose cannot remove each other's; each removes their own; an admin removes anyone's. And
+/// the shipped detail rule (polkit/60-dockgate-web-team.rules.example) decides by the call's
+/// port and TTL, through polkitd.
+#[test]
+fn exposures_belong_to_their_owners_and_polkit_rules_see_what_a_call_asks_for() {
+    in_sandbox();
+    let _web = Container::httpd("own-web", "-p 8080:80");
+    let service = Service::start("owners", "");
+    service.wait_for_api();
+    service.wait_until_settled();
+    let alice = TestUser::add("dgalice", 64101, &["dockgate"]);
+    let bob = TestUser::add("dgbob", 64102, &["dockgate"]);
+    let admin = TestUser::add("dgadmin", 64103, &[]);
+    let _rules = PolkitRules::example("50-dockgate.rules.example");
+    let _admin_rule = PolkitRules::install(
+        "55-dockgate-test-admin.rules",
+        "polkit.addRule(function(action, subject) {\n\
+           if (action.id.indexOf(\"org.dockgate.Dockgate1.\") == 0 && subject.user == \"dgadmin\")\n\
+             return polkit.Result.YES;\n\
+         });\n",
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || permissions(&admin.name)
+            == "read=yes expose=yes admin=yes"),
+        "polkitd did not pick up the rules"
+    );
+    assert_eq!(permissions(&alice.name), "read=yes expose=yes admin=auth");
+
+    let (ok, stdout, stderr) = busctl(&alice.name, "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+    assert!(ok, "alice exposes: {stderr}");
+    let alices = exposed_id(&stdout);
+    let (ok, stdout, stderr) = busctl(&bob.name, "Expose sasta{sv} 8081/tcp 1 10.99.1.2 0 0");
+    assert!(ok, "bob exposes: {stderr}");
+    let bobs = exposed_id(&stdout);
+    assert_eq!(probe(HOST_V4, 8080), "open");
+
+    // Neither removes the other's: refused with the reason, and nothing changes.
+    let state = service.dockgate.state_dir().join("exposures.json");
+    let before = std::fs::read(&state).unwrap();
+    for (user, id, owner) in [(&bob, &alices, &alice), (&alice, &bobs, &bob)] {
+        let refused = dbus_error(&user.name, "Unexpose", &format!("string:{id}"));
+        assert!(
+            refused.contains("org.dockgate.Dockgate1.Error.NotAuthorized")
+                && refused.contains(&format!("belongs to uid {}", owner.uid))
+                && refused.contains("org.dockgate.Dockgate1.admin"),
+            "{} removing {id}: {refused}",
+            user.name
+        );
+    }
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    assert_eq!(
+        probe(HOST_V4, 8080),
+        "open",
+        "alice's exposure is still in force"
+    );
+
+    // Each removes their own; the admin removes anyone's.
+    let (ok, _, stderr) = busctl(&alice.name, &format!("Unexpose s {alices}"));
+    assert!(ok, "alice removes her own: {stderr}");
+    assert_eq!(probe(HOST_V4, 8080), "dropped");
+    let (ok, _, stderr) = busctl(&admin.name, &format!("Unexpose s {bobs}"));
+    assert!(ok, "the admin removes bob's: {stderr}");
+    assert_eq!(exposure_ids("root"), Vec::<String>::new());
+    let (ok, stdout, _) = busctl(&bob.name, "Expose sasta{sv} 8081/tcp 1 10.99.1.2 0 0");
+    assert!(ok);
+    let (ok, _, stderr) = busctl(&bob.name, &format!("Unexpose s {}", exposed_id(&stdout)));
+    assert!(ok, "bob removes his own: {stderr}");
+    drop(bob);
+    drop(alice);
+
+    // The web team's rule: 443/tcp and 8080/tcp, for at most 8 hours; nothing else.
+    let web = TestUser::add("dgweb", 64104, &["webteam"]);
+    let _team = PolkitRules::example("60-dockgate-web-team.rules.example");
+    let _read = PolkitRules::install(
+        "55-dockgate-test-read.rules",
+        "polkit.addRule(function(action, subject) {\n\
+           if (action.id == \"org.dockgate.Dockgate1.read\" && subject.isInGroup(\"webteam\"))\n\
+             return polkit.Result.YES;\n\
+         });\n",
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || permissions(&web.name)
+            == "read=yes expose=yes admin=auth"),
+        "polkitd did not pick up the web team's rule: {}",
+        permissions(&web.name)
+    );
+    let expose = |port: &str, ttl: u64| {
+        busctl(
+            &web.name,
+            &format!("Expose sasta{{sv}} {port} 1 10.99.1.2 {ttl} 0"),
+        )
+    };
+    let (ok, stdout, stderr) = expose("8080/tcp", 3600);
+    assert!(ok, "8080/tcp for an hour: {stderr}\n{}", service.log());
+    let team_exposure = exposed_id(&stdout);
+    assert_eq!(probe(HOST_V4, 8080), "open");
+    let (ok, _, stderr) = expose("443/tcp", 8 * 3600);
+    assert!(ok, "443/tcp for 8 hours: {stderr}");
+    for (port, ttl, why) in [
+        ("443/tcp", 8 * 3600 + 1, "longer than 8 hours"),
+        ("443/tcp", 0, "until removed"),
+        ("9999/tcp", 60, "another port"),
+        ("8080/udp", 60, "another protocol"),
+    ] {
+        let (ok, _, stderr) = expose(port, ttl);
+        assert!(
+            !ok && stderr.contains("org.dockgate.Dockgate1.expose"),
+            "{port} for {ttl} s ({why}) was allowed: {stderr}"
+        );
+    }
+    let (ok, _, stderr) = busctl(&web.name, &format!("Unexpose s {team_exposure}"));
+    assert!(ok, "the team closes its own: {stderr}");
+    assert_eq!(probe(HOST_V4, 8080), "dropped");
+    // Every call is logged with the details polkit was given.
+    assert!(
+        service
+            .log()
+            .lines()
+            .any(|line| line.contains("uid=64104") && line.contains("method=\"Expose\"")),
+        "{}",
+        service.log()
+    );
+}

@@ -470,3 +470,121 @@ fn runtime_exposures_survive_a_restart_and_expire_on_time_also_while_down() {
     assert_eq!(probe_from("10.99.1.60", HOST_V4, 8080), "dropped");
     service.allowed_and_denied("after a restart");
 }
+
+/// Packets that dockgate's TCP-reset rules in filter (FORWARD and DOCKER-USER, both families)
+/// have refused so far.
+fn resets_sent() -> u64 {
+    sh("iptables-save -c -t filter; ip6tables-save -c -t filter")
+        .lines()
+        .filter(|line| line.contains("dockgate:verdict") && line.contains("tcp-reset"))
+        .filter_map(|line| {
+            let counters = line.strip_prefix('[')?.split(']').next()?;
+            counters.split(':').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// With `verdict = "reject"` a denied TCP client is refused with a reset, not left to time
+/// out, also after what reorders filter FORWARD: a firewalld reload (Docker 20.10 then puts its
+/// jump to DOCKER-USER behind its own ACCEPTs), a firewalld restart and a dockerd restart.
+#[test]
+fn with_reject_a_denied_client_gets_a_reset_after_reloads_and_restarts() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    let _web = Container::httpd("rej-web", "-p 8080:80 --restart always --stop-timeout 1");
+    let service = Service::start(
+        "reject",
+        "trusted = [\"10.99.1.50\"]\nverdict = \"reject\"\n",
+    );
+    service.wait_for_reconcile_after(0);
+    for event in [
+        "start",
+        "firewall-cmd --reload",
+        "firewalld restart",
+        "dockerd restart",
+    ] {
+        let rebuilt = service.reconciles_for("after Docker's rebuild");
+        let started = Instant::now();
+        match event {
+            "start" => {}
+            "firewall-cmd --reload" => drop(sh("firewall-cmd --reload")),
+            "firewalld restart" => drop(sh("sandbox-ctl restart firewalld")),
+            "dockerd restart" => drop(sh("sandbox-ctl restart dockerd")),
+            _ => unreachable!(),
+        }
+        // Docker rebuilds its rules after firewalld's reload or start (the first start makes
+        // one too); dockgate puts the reject back in front once that is over.
+        if event != "dockerd restart" {
+            service.wait_for_reconcile_for("after Docker's rebuild", rebuilt);
+        }
+        for (host, family) in [(HOST_V4, "IPv4"), (HOST_V6, "IPv6")] {
+            let refused = eventually(Duration::from_secs(10), || {
+                let before = resets_sent();
+                probe(host, 8080) == "rejected" && resets_sent() > before
+            });
+            assert!(
+                refused,
+                "{event}: the denied client was not refused with a reset over {family}:\n{}\n{}\n{}",
+                sh("iptables -S FORWARD"),
+                sh("ip6tables -S FORWARD"),
+                service.log()
+            );
+        }
+        eprintln!(
+            "{}: {event}: refused with a reset (IPv4 and IPv6) {} ms after it",
+            stack(),
+            started.elapsed().as_millis()
+        );
+        assert_eq!(
+            probe_until_from("10.99.1.50", 8080, "open", Duration::from_secs(15)),
+            "open",
+            "{event}: the trusted source"
+        );
+    }
+}
+
+/// With `bind`, the bridges go to the bound zone once, after the reload that dockgate's first
+/// start makes (CleanupOnExit), and stay there: sampled every 50 ms for 10 s from the start.
+#[test]
+fn with_bind_the_bridges_stay_in_the_bound_zone_from_the_first_moment_they_are_there() {
+    in_sandbox();
+    let _web = Container::httpd("flap-web", "-p 8080:80");
+    // As on a host where dockgate has not run yet: CleanupOnExit as firewalld ships it, so the
+    // first start must reload.
+    assert_eq!(
+        cleanup_on_exit(),
+        "yes",
+        "a previous test left CleanupOnExit set"
+    );
+    let service = Service::start(
+        "flap",
+        "trusted = [\"10.99.1.50\"]\n[zone]\nbind = \"internal\"\n",
+    );
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        samples.push((started.elapsed().as_millis(), zone_now("docker0")));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = samples
+        .iter()
+        .position(|(_, zone)| zone == "internal")
+        .unwrap_or_else(|| panic!("never bound: {samples:?}\n{}", service.log()));
+    let left: Vec<&(u128, String)> = samples[first..]
+        .iter()
+        .filter(|(_, zone)| zone != "internal")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "docker0 left zone internal after {} ms: {left:?}\n{}",
+        samples[first].0,
+        service.log()
+    );
+    eprintln!(
+        "{}: docker0 bound {} ms after the start and stayed ({} samples)",
+        stack(),
+        samples[first].0,
+        samples.len()
+    );
+    assert!(service.log().contains("reloaded=true"), "{}", service.log());
+}

@@ -260,3 +260,90 @@ fn dockgate_service_runs_under_systemd_as_installed() {
         .unwrap_or_else(|| panic!("{security}"));
     eprintln!("{}: {overall}", stack());
 }
+
+/// The probe of a denied source (client1's own address) to 8080 while published ports were
+/// open before dockgate: what it gets the moment `signal` says dockgated is ready.
+fn denied_probe_once_ready(signal: impl FnOnce()) -> String {
+    signal();
+    probe(HOST_V4, 8080)
+}
+
+/// Readiness (SPEC §4): the bus name is taken only after the first reconcile, so whoever waits
+/// for it (systemd for Type=dbus, a script) finds the policy in force. Before that fix a denied
+/// source connected right after `systemctl start` returned. Each start here is from nothing
+/// (dockgate removed), with the published port open to everyone just before.
+#[test]
+fn the_policy_is_in_force_when_the_bus_name_appears() {
+    in_sandbox();
+    add_client_address(1, "10.99.1.50");
+    let _web = Container::httpd("ready-web", "-p 8080:80");
+    sh("sandbox-ctl start systemd");
+    let _booted = Booted;
+    install_unit();
+    std::fs::write(CONFIG, "trusted = [\"10.99.1.50\"]\n").unwrap();
+    let remove = || {
+        sh(&format!(
+            "{DOCKGATED} --remove --config {CONFIG} --state-dir {STATE}"
+        ))
+    };
+    remove();
+
+    for round in 1..=3 {
+        assert_eq!(
+            probe_until(HOST_V4, 8080, "open", Duration::from_secs(10)),
+            "open",
+            "round {round}: open to everyone before dockgate"
+        );
+        let answer = denied_probe_once_ready(|| {
+            let (ok, _, stderr) = systemd("systemctl start dockgate.service");
+            assert!(ok, "systemctl start: {stderr}\n{}", journal());
+        });
+        assert_ne!(
+            answer,
+            "open",
+            "round {round}: a denied source got in right after systemctl start returned:\n{}",
+            journal()
+        );
+        let (ok, _, stderr) = systemd("systemctl stop dockgate.service");
+        assert!(ok, "{stderr}");
+        remove();
+    }
+
+    // A script that waits for the name: dockgated started by hand, its name watched closely.
+    for round in 1..=3 {
+        assert_eq!(
+            probe_until(HOST_V4, 8080, "open", Duration::from_secs(10)),
+            "open",
+            "round {round}: open to everyone before dockgate"
+        );
+        let mut service = None;
+        let answer = denied_probe_once_ready(|| {
+            service = Some(Service::start(
+                &format!("ready-{round}"),
+                "trusted = [\"10.99.1.50\"]\n",
+            ));
+            // As a script would, asking often (busctl itself takes a few ms).
+            let started = std::time::Instant::now();
+            while !try_sh("busctl --system status org.dockgate.Dockgate1 >/dev/null").0 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the name never appeared"
+                );
+            }
+        });
+        let service = service.unwrap();
+        assert_ne!(
+            answer,
+            "open",
+            "round {round}: a denied source got in right after the bus name appeared:\n{}",
+            service.log()
+        );
+        assert!(
+            service.log().find("reconciled") < service.log().find("D-Bus API served"),
+            "the first reconcile comes before the name:\n{}",
+            service.log()
+        );
+        // Dropped, it stops and takes its rules out: the next round starts from nothing.
+        drop(service);
+    }
+}

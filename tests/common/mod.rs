@@ -362,3 +362,84 @@ pub fn add_client_address(client: u8, address: &str) {
         "sandbox-ctl add-client-address {client} {address}"
     ));
 }
+
+/// An unprivileged user of the sandbox's private /etc/passwd (added once), a member of
+/// `groups` for the length of the test: /etc/group is put back as it was when dropped.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    group_before: String,
+}
+
+impl TestUser {
+    pub fn add(name: &str, uid: u32, groups: &[&str]) -> TestUser {
+        sh(&format!(
+            "grep -q '^{name}:' /etc/passwd || \
+             echo '{name}:x:{uid}:65534:dockgate test:/nonexistent:/usr/sbin/nologin' >> /etc/passwd"
+        ));
+        let group_before = std::fs::read_to_string("/etc/group").unwrap();
+        let mut text = String::new();
+        let mut missing: Vec<&str> = groups.to_vec();
+        for line in group_before.lines() {
+            let group = line.split(':').next().unwrap_or_default();
+            if let Some(at) = missing.iter().position(|wanted| *wanted == group) {
+                missing.remove(at);
+                let members = line.rsplit(':').next().unwrap_or_default();
+                let separator = if members.is_empty() { "" } else { "," };
+                text += &format!("{line}{separator}{name}\n");
+            } else {
+                text += &format!("{line}\n");
+            }
+        }
+        for (n, group) in missing.iter().enumerate() {
+            // dockgate's gid as the API test has always made it; others below it.
+            let gid = if *group == "dockgate" {
+                64999
+            } else {
+                64990 - n as u32
+            };
+            text += &format!("{group}:x:{gid}:{name}\n");
+        }
+        // In place: /etc/group is a bind mount that a rename would not replace.
+        std::fs::write("/etc/group", text).unwrap();
+        TestUser {
+            name: name.to_owned(),
+            uid,
+            group_before,
+        }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/etc/group", &self.group_before);
+    }
+}
+
+/// A polkit rules file in the sandbox's private /etc/polkit-1/rules.d, removed when dropped.
+pub struct PolkitRules(std::path::PathBuf);
+
+impl PolkitRules {
+    /// `example`: a file of the repository's polkit/ directory, installed as shipped.
+    pub fn example(example: &str) -> PolkitRules {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("polkit")
+                .join(example),
+        )
+        .unwrap();
+        PolkitRules::install(example.trim_end_matches(".example"), &text)
+    }
+
+    pub fn install(name: &str, text: &str) -> PolkitRules {
+        let path = std::path::Path::new("/etc/polkit-1/rules.d").join(name);
+        std::fs::write(&path, text).unwrap();
+        PolkitRules(path)
+    }
+}
+
+impl Drop for PolkitRules {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
