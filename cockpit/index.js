@@ -13,6 +13,9 @@ const dockgate = new Dockgate();
 let permissions = null;
 // The last call that failed, shown until one succeeds.
 let loadError = "";
+// polkit's refusal to let the caller read, where Permissions() said "auth": it wanted a
+// password, and nobody could give one (no polkit agent in this session).
+let readRefused = "";
 let ports = [];
 let exposures = [];
 let me = { id: -1, name: "" };
@@ -107,7 +110,7 @@ function pageState() {
         return dockgate.state;
     if (!permissions)
         return loadError ? "error" : "connecting";
-    return permissions.read === "no" ? "no-read" : "live";
+    return permissions.read === "no" || readRefused ? "no-read" : "live";
 }
 
 const spinner = () => h("span", { class: "pf-v6-c-spinner pf-m-lg", role: "progressbar", "aria-label": "Connecting" });
@@ -127,8 +130,11 @@ function blankPage(state) {
     case "no-read":
         return emptyState(
             "You may not see Docker exposure on this host",
-            [me.name + " lacks polkit's org.dockgate.Dockgate1.read. An administrator can grant it, for example with the rules shipped in ",
-                h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), " (group dockgate)."],
+            [permissions.read === "no"
+                ? me.name + " lacks polkit's org.dockgate.Dockgate1.read. "
+                : "polkit wants a password before " + me.name + " may read dockgate's policy (org.dockgate.Dockgate1.read), and none was given. ",
+            "An administrator can grant it, for example with the rules shipped in ",
+            h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), " (group dockgate)."],
             icon("info"));
     default:
         return emptyState("dockgated did not answer", loadError, icon("danger"));
@@ -301,12 +307,11 @@ async function refreshPorts() {
         const answer = await dockgate.listPorts();
         if (generation === generations.ports) {
             ports = answer;
-            loadError = "";
+            loadError = readRefused = "";
         }
     } catch (error) {
         if (generation === generations.ports)
-            loadError = failure(error);
-        await maybeRecheckPermissions(error);
+            await noteFailure(error);
     }
     renderPage();
 }
@@ -317,20 +322,26 @@ async function refreshExposures() {
         const answer = await dockgate.listExposures();
         if (generation === generations.exposures) {
             exposures = answer;
-            loadError = "";
+            loadError = readRefused = "";
         }
     } catch (error) {
         if (generation === generations.exposures)
-            loadError = failure(error);
-        await maybeRecheckPermissions(error);
+            await noteFailure(error);
     }
     renderPage();
 }
 
-// polkit's answers can change under a running page (rules, groups): ask again when refused.
-async function maybeRecheckPermissions(error) {
-    if (errorKind(error) === "NotAuthorized")
-        await loadPermissions();
+// polkit's answers can change under a running page (rules, groups): a refusal asks again.
+async function noteFailure(error) {
+    if (errorKind(error) !== "NotAuthorized") {
+        loadError = failure(error);
+        return;
+    }
+    await loadPermissions();
+    if (permissions && permissions.read !== "yes")
+        readRefused = error.message;
+    else
+        loadError = failure(error);
 }
 
 async function loadPermissions() {
@@ -344,6 +355,7 @@ async function loadPermissions() {
 }
 
 async function refreshAll() {
+    readRefused = "";
     await loadPermissions();
     renderPage();
     if (permissions && permissions.read !== "no")
