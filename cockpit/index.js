@@ -16,6 +16,9 @@ let loadError = "";
 // polkit's refusal to let the caller read, where Permissions() said "auth": it wanted a
 // password, and nobody could give one (no polkit agent in this session).
 let readRefused = "";
+// Whether the lists have answered since dockgated appeared: until then the page would show
+// empty tables that are not empty.
+let listed = false;
 let ports = [];
 let exposures = [];
 let me = { id: -1, name: "" };
@@ -57,14 +60,14 @@ function label(text, color, title) {
 }
 
 function alert(kind, title, description, id) {
-    return h("div", { class: "pf-v6-c-alert pf-m-inline pf-m-plain pf-m-" + kind, id },
+    return h("div", { class: "pf-v6-c-alert pf-m-inline pf-m-" + kind, id },
              h("div", { class: "pf-v6-c-alert__icon" }, icon(kind === "success" ? "ok" : kind)),
              h("p", { class: "pf-v6-c-alert__title" }, title),
              description ? h("div", { class: "pf-v6-c-alert__description" }, description) : null);
 }
 
 function button(text, kind, attributes) {
-    return h("button", { class: "pf-v6-c-button pf-m-" + kind, type: "button", ...attributes },
+    return h("button", { class: "pf-v6-c-button pf-m-small pf-m-" + kind, type: "button", ...attributes },
              h("span", { class: "pf-v6-c-button__text" }, text));
 }
 
@@ -83,7 +86,7 @@ function may(action) {
     return permissions && (permissions[action] === "yes" || permissions[action] === "auth");
 }
 
-const READ_ONLY_REASON = "Changing exposure needs polkit's org.dockgate.Dockgate1.expose, which this account does not have";
+const READ_ONLY_REASON = "polkit does not let this account change exposure (org.dockgate.Dockgate1.expose)";
 
 function mayRemove(exposure) {
     if (exposure.origin !== "runtime")
@@ -110,7 +113,9 @@ function pageState() {
         return dockgate.state;
     if (!permissions)
         return loadError ? "error" : "connecting";
-    return permissions.read === "no" || readRefused ? "no-read" : "live";
+    if (permissions.read === "no" || readRefused)
+        return "no-read";
+    return listed ? "live" : "connecting";
 }
 
 const spinner = () => h("span", { class: "pf-v6-c-spinner pf-m-lg", role: "progressbar", "aria-label": "Connecting" });
@@ -178,8 +183,9 @@ function renderNotices() {
         notices.push(alert("danger", "dockgated did not answer", loadError));
     if (permissions && !may("expose"))
         notices.push(alert("info", "Read only",
-                           [READ_ONLY_REASON + " (" + me.name + "). Members of group dockgate may, with the rules shipped in ",
-                               h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), "."],
+                           [me.name + " may see the ports and exposures but not change them: polkit does not grant this account org.dockgate.Dockgate1.expose. " +
+                            "Members of group dockgate may, with the rules shipped in ",
+                           h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), "."],
                            "read-only"));
     const props = dockgate.properties;
     if (props.FirewalldConnected === false)
@@ -224,8 +230,10 @@ function portKey(port) {
 
 function renderPorts() {
     const body = $("ports").tBodies[0];
+    // By port, IPv4 before IPv6, as `docker ps` lists them.
+    const family = port => port.host_ip.includes(":") ? 1 : 0;
     const sorted = [...ports].sort((a, b) => a.host_port - b.host_port || a.protocol.localeCompare(b.protocol) ||
-                                              a.host_ip.localeCompare(b.host_ip));
+                                              family(a) - family(b) || (a.host_ip < b.host_ip ? -1 : a.host_ip > b.host_ip ? 1 : 0));
     if (sorted.length === 0) {
         const props = dockgate.properties;
         body.replaceChildren(emptyRow(7, props.DockerConnected === false ? "Docker is not running." : "No container publishes a port."));
@@ -356,10 +364,12 @@ async function loadPermissions() {
 
 async function refreshAll() {
     readRefused = "";
+    listed = false;
     await loadPermissions();
-    renderPage();
     if (permissions && permissions.read !== "no")
         await Promise.all([refreshPorts(), refreshExposures()]);
+    listed = true;
+    renderPage();
 }
 
 // Signals come in bursts (a container with four ports); one call answers them all.
@@ -502,10 +512,11 @@ async function submitExplain(event) {
     const answer = $("explain-answer");
     answer.replaceChildren();
     try {
+        const asked = source.value.trim() + " to " + port.value.trim() + ": ";
         const [allowed, reason] = await dockgate.explain(source.value.trim(), port.value.trim());
         answer.replaceChildren(h("div", { class: "dg-explain-answer", "data-allowed": String(allowed) },
                                  label(allowed ? "Gets in" : "Refused", allowed ? "green" : "red"),
-                                 " ", h("span", { id: "explain-reason" }, reason)));
+                                 " ", asked, h("span", { id: "explain-reason" }, reason)));
     } catch (error) {
         const field = errorKind(error) === "InvalidArgument" ? invalidField(error.message) : null;
         if (field === "source" || field === "port")
