@@ -15,12 +15,13 @@ export function portState(port) {
         return { label: "Loopback only", color: "grey", note: "Published on " + port.host_ip + ": no other host can reach it" };
     const zone = zoneOf(port.judged_by);
     if (zone)
-        return { label: "docker-proxy", color: "purple", note: "Served on the host by docker-proxy: firewalld zone " + zone + " decides" };
+        return { label: "docker-proxy", color: "purple", note: "Served on the host by docker-proxy: firewalld's zone " + zone + " decides" };
     const state = STATES[port.state] || { label: port.state, color: "grey" };
     return { ...state, note: "" };
 }
 
-function zoneOf(judgedBy) {
+// The zone that judges a port docker-proxy serves on the host ("" when dockgate judges it).
+export function zoneOf(judgedBy) {
     return judgedBy && judgedBy.startsWith("zone ") ? judgedBy.slice("zone ".length) : "";
 }
 
@@ -29,7 +30,7 @@ export function reachers(port) {
     if (port.loopback_only)
         return "This host only";
     if (zoneOf(port.judged_by))
-        return "Whom zone " + zoneOf(port.judged_by) + " allows";
+        return "As zone " + zoneOf(port.judged_by) + " allows";
     if (port.state === "open" || (port.sources || []).includes("any"))
         return "Any source";
     if (!port.sources || port.sources.length === 0)

@@ -5,7 +5,7 @@
 import { Dockgate } from "./client.js";
 import {
     ago, customSeconds, errorKind, hostAddress, invalidField, portState, reachers, splitSources,
-    timeLeft,
+    timeLeft, zoneOf,
 } from "./format.js";
 
 const dockgate = new Dockgate();
@@ -240,10 +240,19 @@ function renderPorts() {
     } else {
         body.replaceChildren(...sorted.map(port => {
             const state = portState(port);
-            const refusal = !may("expose")
-                ? READ_ONLY_REASON
-                : port.loopback_only ? "Published on loopback only: no other host can reach it" : undefined;
-            return h("tr", { class: "pf-v6-c-table__tr", "data-port": portKey(port), "data-host-ip": port.host_ip },
+            let refusal;
+            if (!may("expose"))
+                refusal = READ_ONLY_REASON;
+            else if (port.loopback_only)
+                refusal = "Published on loopback only: no other host can reach it";
+            else if (zoneOf(port.judged_by))
+                refusal = "docker-proxy serves it on the host: firewalld's zone " + zoneOf(port.judged_by) + " decides who reaches it, not dockgate";
+            return h("tr", {
+                class: "pf-v6-c-table__tr",
+                "data-port": portKey(port),
+                "data-host-ip": port.host_ip,
+                "data-judged-by": port.judged_by,
+            },
                      cell("Container", port.container),
                      cell("Host address", hostAddress(port.host_ip, port.host_port)),
                      cell("Protocol", port.protocol),

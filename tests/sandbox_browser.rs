@@ -535,7 +535,7 @@ impl Browser {
     fn port_rows(&self) -> Vec<Value> {
         self.script(
             "return [...document.querySelectorAll('#ports tbody tr[data-port]')].map(tr => ({
-                port: tr.dataset.port, host_ip: tr.dataset.hostIp,
+                port: tr.dataset.port, host_ip: tr.dataset.hostIp, judged_by: tr.dataset.judgedBy,
                 state: tr.querySelector('[data-state]').dataset.state,
                 cells: [...tr.cells].map(c => c.innerText.trim()),
                 expose_enabled: !tr.querySelector('[data-action=expose]').disabled }))",
@@ -645,38 +645,75 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// The page's ports table says, row for row, what ListPorts says: the state, and the row for
-/// every published port.
+/// The page's ports table says, row for row, what ListPorts says: every published port, its
+/// state, what judges it (dockgate, or the zone where docker-proxy serves it), who may reach it.
 fn assert_ports_as_daemon_says(browser: &Browser) {
-    let daemon = daemon_ports();
-    let mut shown: Vec<(String, String, String)> = browser
-        .port_rows()
+    let key = |port: &str, host_ip: &Value, state: &Value, judged_by: &Value| {
+        format!("{port} on {host_ip}: {state}, judged by {judged_by}")
+    };
+    let rows = browser.port_rows();
+    let mut shown: Vec<String> = rows
         .iter()
         .map(|row| {
-            (
-                row["port"].as_str().unwrap().to_owned(),
-                row["host_ip"].as_str().unwrap().to_owned(),
-                row["state"].as_str().unwrap().to_owned(),
+            key(
+                row["port"].as_str().unwrap(),
+                &row["host_ip"],
+                &row["state"],
+                &row["judged_by"],
             )
         })
         .collect();
-    let mut expected: Vec<(String, String, String)> = daemon
+    let daemon = daemon_ports();
+    let mut expected: Vec<String> = daemon
         .iter()
         .map(|port| {
-            (
-                format!(
-                    "{}/{}",
-                    port["host_port"],
-                    port["protocol"].as_str().unwrap()
-                ),
-                port["host_ip"].as_str().unwrap().to_owned(),
-                port["state"].as_str().unwrap().to_owned(),
-            )
+            let name = format!(
+                "{}/{}",
+                port["host_port"],
+                port["protocol"].as_str().unwrap()
+            );
+            key(&name, &port["host_ip"], &port["state"], &port["judged_by"])
         })
         .collect();
     shown.sort();
     expected.sort();
     assert_eq!(shown, expected, "the page's ports against ListPorts");
+    for port in &daemon {
+        let name = format!(
+            "{}/{}",
+            port["host_port"],
+            port["protocol"].as_str().unwrap()
+        );
+        let row = rows
+            .iter()
+            .find(|row| row["port"] == name.as_str() && row["host_ip"] == port["host_ip"])
+            .unwrap();
+        let (state, reach) = (
+            row["cells"][4].as_str().unwrap(),
+            row["cells"][5].as_str().unwrap(),
+        );
+        let sources: Vec<&str> = port["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|source| source.as_str().unwrap())
+            .collect();
+        if let Some(zone) = port["judged_by"].as_str().unwrap().strip_prefix("zone ") {
+            assert!(
+                state.contains("docker-proxy") && state.contains(zone),
+                "{row}"
+            );
+            assert!(reach.contains(zone), "{row}");
+            assert_eq!(
+                row["expose_enabled"], false,
+                "dockgate does not judge it: {row}"
+            );
+        } else if port["loopback_only"] == true {
+            assert!(state.contains("Loopback only"), "{row}");
+        } else if !sources.is_empty() && !sources.contains(&"any") {
+            assert_eq!(reach, sources.join(", "), "{row}");
+        }
+    }
 }
 
 /// The Cockpit page, end to end: dockgated absent and then started under the open page; the
@@ -712,6 +749,10 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
     add_client_address(1, "10.99.1.50");
     let _web = Container::httpd("browser-web", "-p 8080:80");
     let _local = Container::httpd("browser-local", "-p 127.0.0.1:9999:80");
+    // A network without IPv6: Docker serves [::]:8082 with docker-proxy on the host, where a
+    // firewalld zone judges it rather than dockgate.
+    let _ipv4_only = DockerNetwork::create("browser-v4");
+    let _proxied = Container::httpd("browser-proxied", "--network browser-v4 -p 8082:80");
     std::fs::write(
         dockgate.dir.join("dockgate.toml"),
         "trusted = [\"10.99.1.50\"]\n\n[[expose]]\nport = \"8443/tcp\"\nfrom = [\"192.0.2.0/24\"]\n\
@@ -794,8 +835,9 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
     // The real ports, as dockgated judges them; loopback-only and config exposures read only.
     browser.wait_for(
         Duration::from_secs(10),
-        "the ports of browser-web and browser-local",
-        "return document.querySelectorAll('#ports tr[data-port=\"8080/tcp\"], #ports tr[data-port=\"9999/tcp\"]').length >= 2",
+        "the ports of browser-web, browser-local and browser-proxied",
+        "return document.querySelectorAll('#ports tr[data-port=\"8080/tcp\"], #ports tr[data-port=\"9999/tcp\"], \
+                                           #ports tr[data-judged-by^=\"zone \"]').length >= 4",
     );
     assert_ports_as_daemon_says(&browser);
     let rows = browser.port_rows();
@@ -1053,6 +1095,23 @@ fn unexpose_in_the_page(browser: &Browser) {
             .all(|exposure| exposure["origin"] != "runtime")
     );
     assert_eq!(probe(HOST_V4, 8080), "dropped", "client1 after Remove");
+}
+
+/// A Docker network, removed when dropped (after the containers in it).
+struct DockerNetwork(&'static str);
+
+impl DockerNetwork {
+    fn create(name: &'static str) -> Self {
+        let _ = try_sh(&format!("docker network rm {name}"));
+        sh(&format!("docker network create {name} >/dev/null"));
+        DockerNetwork(name)
+    }
+}
+
+impl Drop for DockerNetwork {
+    fn drop(&mut self) {
+        let _ = try_sh(&format!("docker network rm {}", self.0));
+    }
 }
 
 /// dockgated with the test's config and state dir, as a service; SIGTERM when dropped (the

@@ -53,6 +53,7 @@ test("a port's state: loopback and docker-proxy over the daemon's state", () => 
     const proxied = { ...port, host_ip: "::", judged_by: "zone public" };
     assert.equal(portState(proxied).label, "docker-proxy");
     assert.match(portState(proxied).note, /zone public decides/);
+    assert.equal(reachers(proxied), "As zone public allows");
     assert.equal(reachers({ ...port, state: "denied", sources: [] }), "No other host");
     assert.equal(reachers({ ...port, state: "open", sources: ["any"] }), "Any source");
 });
