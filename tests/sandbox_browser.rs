@@ -55,13 +55,9 @@ struct TestUser {
 
 /// A user with PASSWORD in the sandbox's private /etc/passwd and /etc/shadow, added once (the
 /// files are appended to: they are bind mounts, and tools that rename cannot replace them),
-/// with a home for the bridge's cache in the test's directory.
-fn add_user(user: TestUser) {
-    let home = std::env::temp_dir().join(format!(
-        "dockgate-test-{}-browser-home-{}",
-        stack(),
-        user.name
-    ));
+/// with a home for the bridge's cache in the test's directory (gone with it).
+fn add_user(user: TestUser, dir: &Path) {
+    let home = dir.join(format!("home-{}", user.name));
     let hash = sh(&format!("openssl passwd -6 -salt dgbrowser {PASSWORD}"));
     sh(&format!(
         "grep -q '^{name}:' /etc/passwd || {{ \
@@ -75,33 +71,41 @@ fn add_user(user: TestUser) {
     ));
 }
 
-/// Puts `user` into group dockgate, which an earlier test may have made already.
-fn join_group_dockgate(user: TestUser) {
-    let group = std::fs::read_to_string("/etc/group").unwrap();
-    let mut found = false;
-    let lines: Vec<String> = group
-        .lines()
-        .map(|line| {
-            if !line.starts_with("dockgate:") {
-                return line.to_owned();
-            }
-            found = true;
-            let members = line.rsplit(':').next().unwrap_or("");
-            if members.split(',').any(|member| member == user.name) {
-                line.to_owned()
-            } else if members.is_empty() {
-                format!("{line}{}", user.name)
-            } else {
-                format!("{line},{}", user.name)
-            }
-        })
-        .collect();
-    let mut text = lines.join("\n") + "\n";
-    if !found {
-        text += &format!("dockgate:x:64999:{}\n", user.name);
+/// `user` in group dockgate for the length of the test: /etc/group as it was afterwards, so
+/// that the tests after this one find group dockgate as they left it (or not at all).
+struct GroupDockgate {
+    before: String,
+}
+
+impl GroupDockgate {
+    fn join(user: TestUser) -> Self {
+        let before = std::fs::read_to_string("/etc/group").unwrap();
+        let mut found = false;
+        let mut text: String = before
+            .lines()
+            .map(|line| {
+                if !line.starts_with("dockgate:") {
+                    return format!("{line}\n");
+                }
+                found = true;
+                let members = line.rsplit(':').next().unwrap_or("");
+                let comma = if members.is_empty() { "" } else { "," };
+                format!("{line}{comma}{}\n", user.name)
+            })
+            .collect();
+        if !found {
+            text += &format!("dockgate:x:64999:{}\n", user.name);
+        }
+        // Written in place: /etc/group is a bind mount.
+        std::fs::write("/etc/group", text).unwrap();
+        GroupDockgate { before }
     }
-    // Written in place: /etc/group is a bind mount.
-    std::fs::write("/etc/group", text).unwrap();
+}
+
+impl Drop for GroupDockgate {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/etc/group", &self.before);
+    }
 }
 
 /// A file in /etc/polkit-1/rules.d (the sandbox's private copy) for the length of the test.
@@ -734,9 +738,9 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
     let artifacts = fresh_artifacts();
     let log = |name: &str| artifacts.join(format!("{}-{name}.log", stack()));
     for user in [ADMIN, READER, STRANGER] {
-        add_user(user);
+        add_user(user, &dockgate.dir);
     }
-    join_group_dockgate(ADMIN);
+    let _group = GroupDockgate::join(ADMIN);
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/polkit/50-dockgate.rules.example"
