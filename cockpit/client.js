@@ -65,7 +65,12 @@ export class Dockgate extends EventTarget {
     // Until dockgated takes its name: NameOwnerChanged, then a channel of its own again.
     waitForName() {
         const bus = cockpit.dbus(BUS, { bus: "system" });
+        let seen = false;
+        // Once: the signal and the answer below may both say so.
         const appeared = () => {
+            if (seen)
+                return;
+            seen = true;
             subscription.remove();
             bus.close();
             this.setState("connecting");

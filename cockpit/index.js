@@ -19,6 +19,8 @@ let readRefused = "";
 // Whether the lists have answered since dockgated appeared: until then the page would show
 // empty tables that are not empty.
 let listed = false;
+// Why the last Remove did not remove, until the next one.
+let removeError = "";
 let ports = [];
 let exposures = [];
 let me = { id: -1, name: "" };
@@ -61,7 +63,7 @@ function label(text, color, title) {
 
 function alert(kind, title, description, id) {
     return h("div", { class: "pf-v6-c-alert pf-m-inline pf-m-" + kind, id },
-             h("div", { class: "pf-v6-c-alert__icon" }, icon(kind === "success" ? "ok" : kind)),
+             h("div", { class: "pf-v6-c-alert__icon" }, icon(kind)),
              h("p", { class: "pf-v6-c-alert__title" }, title),
              description ? h("div", { class: "pf-v6-c-alert__description" }, description) : null);
 }
@@ -181,6 +183,8 @@ function renderNotices() {
     const notices = [];
     if (loadError)
         notices.push(alert("danger", "dockgated did not answer", loadError));
+    if (removeError)
+        notices.push(alert("danger", "Not removed", removeError));
     if (permissions && !may("expose"))
         notices.push(alert("info", "Read only",
                            [me.name + " may see the ports and exposures but not change them: polkit does not grant this account org.dockgate.Dockgate1.expose. " +
@@ -276,7 +280,9 @@ function renderExposures() {
     const body = $("exposures").tBodies[0];
     const now = Date.now() / 1000;
     if (exposures.length === 0) {
-        body.replaceChildren(emptyRow(8, "No exposures: only trusted sources reach published ports."));
+        body.replaceChildren(emptyRow(8, dockgate.properties.Default === "deny"
+            ? "No exposures: only trusted sources reach published ports."
+            : "No exposures."));
         return;
     }
     body.replaceChildren(...exposures.map(exposure => {
@@ -503,13 +509,14 @@ function showExposeError(error) {
 
 async function unexpose(exposure, control) {
     control.disabled = true;
+    removeError = "";
     try {
         await dockgate.unexpose(exposure.id);
     } catch (error) {
-        loadError = "Removing " + exposure.id + ": " + failure(error);
+        removeError = exposure.id + ": " + failure(error);
         control.disabled = false;
-        renderNotices();
     }
+    renderNotices();
 }
 
 async function submitExplain(event) {
