@@ -29,6 +29,7 @@ cockpit/node_modules/.package-lock.json: cockpit/package.json cockpit/package-lo
 
 install:
 	@test -x $(BIN)/dockgated && test -x $(BIN)/dockgatectl || { echo "run make build first" >&2; exit 1; }
+	@test -e cockpit/dist/manifest.json || { echo "run make cockpit first (the Cockpit page)" >&2; exit 1; }
 	install -Dm755 $(BIN)/dockgated $(DESTDIR)$(PREFIX)/bin/dockgated
 	install -Dm755 $(BIN)/dockgatectl $(DESTDIR)$(PREFIX)/bin/dockgatectl
 	install -Dm644 systemd/dockgate.service $(DESTDIR)$(UNITDIR)/dockgate.service
@@ -39,5 +40,4 @@ install:
 	install -Dm644 polkit/org.dockgate.Dockgate1.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/org.dockgate.Dockgate1.policy
 	install -Dm644 polkit/50-dockgate.rules.example $(DESTDIR)$(PREFIX)/share/doc/dockgate/50-dockgate.rules.example
 	install -dm755 $(DESTDIR)/etc/dockgate
-	@test -e cockpit/dist/manifest.json || { echo "run make cockpit first (the Cockpit page)" >&2; exit 1; }
 	cd cockpit/dist && find . -type f -exec install -Dm644 {} $(abspath $(DESTDIR))$(PREFIX)/share/cockpit/dockgate/{} \;
