@@ -127,9 +127,7 @@ impl Drop for PolkitRules {
 
 /// `make install` into a scratch DESTDIR, and its Cockpit package in a private copy of
 /// /usr/share/cockpit mounted over the machine's (in the sandbox's mount namespace only).
-struct InstalledPage {
-    mounted: bool,
-}
+struct InstalledPage;
 
 impl InstalledPage {
     fn install(dir: &Path) -> Self {
@@ -150,15 +148,13 @@ impl InstalledPage {
             packages = packages.display(),
             destdir = destdir.display()
         ));
-        InstalledPage { mounted: true }
+        InstalledPage
     }
 }
 
 impl Drop for InstalledPage {
     fn drop(&mut self) {
-        if self.mounted {
-            let _ = try_sh(&format!("umount {COCKPIT_PACKAGES}"));
-        }
+        let _ = try_sh(&format!("umount {COCKPIT_PACKAGES}"));
     }
 }
 
@@ -211,16 +207,22 @@ impl Drop for Daemon {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(format!("/run/sandbox/pids/{}", self.name));
         let alive = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(*pid);
-        // cockpit-ws leaves its sessions to notice the closed socket; each is asked once more.
+        let gone = || descendants.iter().all(|pid| !alive(pid));
+        // cockpit-ws leaves its sessions to notice the closed socket in their own time: what
+        // is left after a second is asked to go, then made to.
         for signal in ["TERM", "KILL"] {
-            if eventually(Duration::from_secs(3), || {
-                descendants.iter().all(|pid| !alive(pid))
-            }) {
+            if eventually(Duration::from_secs(1), gone) {
                 return;
             }
             for pid in descendants.iter().filter(|pid| alive(pid)) {
                 let _ = try_sh(&format!("kill -{signal} {pid}"));
             }
+        }
+        if !eventually(Duration::from_secs(5), gone) {
+            eprintln!(
+                "{}: children left after SIGKILL: {descendants:?}",
+                self.name
+            );
         }
     }
 }
@@ -292,12 +294,11 @@ fn webdriver(method: &str, path: &str, body: Option<&Value>) -> Value {
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{DRIVER_PORT}\r\n\
-         Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
+         Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
-    // chromedriver keeps the connection open whatever the request says: read the head, then
+    // chromedriver keeps the connection open (even when asked to close it): the head, then
     // exactly Content-Length bytes.
     let mut response = Vec::new();
     let mut buffer = [0; 65536];
