@@ -104,6 +104,15 @@ fn make_install_puts_every_file_where_rhel_expects_it() {
             "usr/share/doc/dockgate/60-dockgate-web-team.rules.example",
             0o644,
         ),
+        // The Cockpit page as `make cockpit` built it, PatternFly's CSS and fonts with it.
+        ("usr/share/cockpit/dockgate/manifest.json", 0o644),
+        ("usr/share/cockpit/dockgate/index.html", 0o644),
+        ("usr/share/cockpit/dockgate/index.js", 0o644),
+        ("usr/share/cockpit/dockgate/patternfly.css", 0o644),
+        (
+            "usr/share/cockpit/dockgate/assets/fonts/RedHatText/RedHatTextVF.woff2",
+            0o644,
+        ),
     ] {
         use std::os::unix::fs::PermissionsExt;
         let metadata =

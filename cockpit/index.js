@@ -1,0 +1,566 @@
+// The "Docker exposure" page: dockgated's status, the published ports, the exposures, and
+// the dialogs that change them. Everything shown is what dockgated answered; the page decides
+// nothing about the policy itself.
+/* global cockpit */
+import { Dockgate } from "./client.js";
+import {
+    ago, customSeconds, errorKind, hostAddress, invalidField, portState, reachers, splitSources,
+    timeLeft, zoneOf,
+} from "./format.js";
+
+const dockgate = new Dockgate();
+
+let permissions = null;
+// The last call that failed, shown until one succeeds.
+let loadError = "";
+// polkit's refusal to let the caller read, where Permissions() said "auth": it wanted a
+// password, and nobody could give one (no polkit agent in this session).
+let readRefused = "";
+// Whether the lists have answered since dockgated appeared: until then the page would show
+// empty tables that are not empty.
+let listed = false;
+// Why the last Remove did not remove, until the next one.
+let removeError = "";
+let ports = [];
+let exposures = [];
+let me = { id: -1, name: "" };
+const userNames = new Map([[0, "root"]]);
+// The latest answer wins when signals come faster than the calls they start.
+const generations = { ports: 0, exposures: 0 };
+
+const $ = id => document.getElementById(id);
+
+// A DOM element: h("td", { class: "x", "data-id": 1, onclick: f }, child, "text", ...).
+function h(tag, attributes, ...children) {
+    const element = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+        if (value === undefined || value === null || value === false)
+            continue;
+        if (name.startsWith("on"))
+            element.addEventListener(name.slice(2), value);
+        else
+            element.setAttribute(name, value === true ? "" : value);
+    }
+    element.append(...children.flat().filter(child => child !== null && child !== undefined));
+    return element;
+}
+
+const ICONS = {
+    ok: "fa-check-circle",
+    danger: "fa-exclamation-circle",
+    warning: "fa-exclamation-triangle",
+    info: "fa-info-circle",
+};
+
+function icon(kind) {
+    return h("i", { class: "fas fa-fw " + ICONS[kind], "aria-hidden": "true" });
+}
+
+function label(text, color, title) {
+    return h("span", { class: "pf-v6-c-label pf-m-compact pf-m-" + color, title },
+             h("span", { class: "pf-v6-c-label__content" }, h("span", { class: "pf-v6-c-label__text" }, text)));
+}
+
+function alert(kind, title, description, id) {
+    return h("div", { class: "pf-v6-c-alert pf-m-inline pf-m-" + kind, id },
+             h("div", { class: "pf-v6-c-alert__icon" }, icon(kind)),
+             h("p", { class: "pf-v6-c-alert__title" }, title),
+             description ? h("div", { class: "pf-v6-c-alert__description" }, description) : null);
+}
+
+function button(text, kind, attributes) {
+    return h("button", { class: "pf-v6-c-button pf-m-small pf-m-" + kind, type: "button", ...attributes },
+             h("span", { class: "pf-v6-c-button__text" }, text));
+}
+
+function cell(columnLabel, ...children) {
+    return h("td", { class: "pf-v6-c-table__td", "data-label": columnLabel }, ...children);
+}
+
+function emptyRow(columns, text) {
+    return h("tr", { class: "pf-v6-c-table__tr" },
+             h("td", { class: "pf-v6-c-table__td dg-empty", colspan: columns }, text));
+}
+
+// What the caller may do, in the words of Permissions(): "yes", "auth" (polkit asks for a
+// password) or "no".
+function may(action) {
+    return permissions && (permissions[action] === "yes" || permissions[action] === "auth");
+}
+
+const READ_ONLY_REASON = "polkit does not let this account change exposure (org.dockgate.Dockgate1.expose)";
+
+function mayRemove(exposure) {
+    if (exposure.origin !== "runtime")
+        return false;
+    return may("admin") || (may("expose") && exposure.owner_uid === me.id);
+}
+
+function removeRefusal(exposure) {
+    if (exposure.origin !== "runtime")
+        return "Set in dockgate's config file: read only here";
+    if (!may("expose"))
+        return READ_ONLY_REASON;
+    return "Set by " + ownerName(exposure.owner_uid) + ": removing another user's exposure needs polkit's org.dockgate.Dockgate1.admin";
+}
+
+function ownerName(uid) {
+    return userNames.get(uid) || "uid " + uid;
+}
+
+// "live", or why the page is blank: "connecting", "absent" (dockgated is not on the bus),
+// "no-read" (polkit says no), "error" (dockgated did not say what the caller may do).
+function pageState() {
+    if (dockgate.state !== "ready")
+        return dockgate.state;
+    if (!permissions)
+        return loadError ? "error" : "connecting";
+    if (permissions.read === "no" || readRefused)
+        return "no-read";
+    return listed ? "live" : "connecting";
+}
+
+const spinner = () => h("span", { class: "pf-v6-c-spinner pf-m-lg", role: "progressbar", "aria-label": "Connecting" });
+
+function blankPage(state) {
+    switch (state) {
+    case "connecting":
+        return emptyState("Connecting to dockgated", null, spinner());
+    case "absent":
+        return emptyState(
+            "dockgated is not running",
+            dockgate.activatable
+                ? ["The system bus could not start dockgate.service. Its log: ", h("code", {}, "journalctl -u dockgate.service")]
+                : "Nothing answers as org.dockgate.Dockgate1 on the system bus, and the bus cannot start it: dockgate is not installed on this host, or dockgated was started by hand and has stopped.",
+            icon("warning"),
+            "This page connects by itself as soon as dockgated is on the bus.");
+    case "no-read":
+        return emptyState(
+            "You may not see Docker exposure on this host",
+            [permissions.read === "no"
+                ? me.name + " lacks polkit's org.dockgate.Dockgate1.read. "
+                : "polkit wants a password before " + me.name + " may read dockgate's policy (org.dockgate.Dockgate1.read), and none was given. ",
+            "An administrator can grant it, for example with the rules shipped in ",
+            h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), " (group dockgate)."],
+            icon("info"));
+    default:
+        return emptyState("dockgated did not answer", loadError, icon("danger"));
+    }
+}
+
+function renderPage() {
+    const state = pageState();
+    const blank = $("blank");
+    blank.dataset.state = state;
+    blank.hidden = state === "live";
+    $("live").hidden = state !== "live";
+    $("main").setAttribute("aria-busy", String(state === "connecting"));
+    if (state !== "live") {
+        blank.replaceChildren(blankPage(state));
+        if ($("expose-dialog").open)
+            $("expose-dialog").close();
+        return;
+    }
+    blank.replaceChildren();
+    renderNotices();
+    renderStatus();
+    renderPorts();
+    renderExposures();
+}
+
+function emptyState(title, body, iconElement, footer) {
+    return h("div", { class: "pf-v6-c-empty-state" },
+             h("div", { class: "pf-v6-c-empty-state__content" },
+               h("div", { class: "pf-v6-c-empty-state__header" },
+                 h("div", { class: "pf-v6-c-empty-state__icon" }, iconElement),
+                 h("div", { class: "pf-v6-c-empty-state__title" },
+                   h("h2", { class: "pf-v6-c-empty-state__title-text", id: "blank-title" }, title))),
+               body ? h("div", { class: "pf-v6-c-empty-state__body", id: "blank-body" }, body) : null,
+               footer ? h("div", { class: "pf-v6-c-empty-state__footer dg-muted" }, footer) : null));
+}
+
+function renderNotices() {
+    const notices = [];
+    if (loadError)
+        notices.push(alert("danger", "dockgated did not answer", loadError));
+    if (removeError)
+        notices.push(alert("danger", "Not removed", removeError));
+    if (permissions && !may("expose"))
+        notices.push(alert("info", "Read only",
+                           [me.name + " may see the ports and exposures but not change them: polkit does not grant this account org.dockgate.Dockgate1.expose. " +
+                            "Members of group dockgate may, with the rules shipped in ",
+                           h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), "."],
+                           "read-only"));
+    const props = dockgate.properties;
+    if (props.FirewalldConnected === false)
+        notices.push(alert("warning", "firewalld is not running",
+                           "dockgate's rules stay in the kernel; changes are saved and applied once firewalld is back."));
+    $("notices").replaceChildren(...notices);
+}
+
+function connection(connected) {
+    if (connected === undefined)
+        return "…";
+    return h("span", { class: connected ? "dg-ok" : "dg-danger" },
+             icon(connected ? "ok" : "danger"), connected ? " Connected" : " Not running");
+}
+
+function renderStatus() {
+    const props = dockgate.properties;
+    $("version").textContent = props.Version ? "dockgated " + props.Version : "";
+    const items = [
+        ["firewalld", connection(props.FirewalldConnected), "firewalld"],
+        ["Docker", connection(props.DockerConnected), "docker"],
+        ["Unexposed ports", props.Default === undefined ? "…" : props.Default === "deny" ? "Denied" : "Allowed (Docker's default)", "default"],
+        ["Denied packets", props.Verdict === undefined ? "…" : props.Verdict === "reject" ? "Rejected" : "Dropped", "verdict"],
+        ["Bridge zone", props.BridgeZone || "…", "bridge-zone"],
+        ["Rules in force", props.RuleCount === undefined ? "…" : String(props.RuleCount), "rules"],
+        ["Last reconcile", h("span", { "data-reconciled": props.LastReconcile || 0, title: reconcileTime(props.LastReconcile) },
+                             ago(props.LastReconcile, Date.now() / 1000)), "last-reconcile"],
+    ];
+    $("status").replaceChildren(...items.map(([term, value, key]) =>
+        h("div", { class: "pf-v6-c-description-list__group", "data-status": key },
+          h("dt", { class: "pf-v6-c-description-list__term" }, h("span", { class: "pf-v6-c-description-list__text" }, term)),
+          h("dd", { class: "pf-v6-c-description-list__description" }, h("div", { class: "pf-v6-c-description-list__text" }, value)))));
+}
+
+function reconcileTime(unixMicros) {
+    return unixMicros ? new Date(unixMicros / 1000).toLocaleString() : undefined;
+}
+
+function portKey(port) {
+    return port.host_port + "/" + port.protocol;
+}
+
+function renderPorts() {
+    const body = $("ports").tBodies[0];
+    // By port, IPv4 before IPv6, as `docker ps` lists them.
+    const family = port => port.host_ip.includes(":") ? 1 : 0;
+    const sorted = [...ports].sort((a, b) => a.host_port - b.host_port || a.protocol.localeCompare(b.protocol) ||
+                                              family(a) - family(b) || (a.host_ip < b.host_ip ? -1 : a.host_ip > b.host_ip ? 1 : 0));
+    if (sorted.length === 0) {
+        const props = dockgate.properties;
+        body.replaceChildren(emptyRow(7, props.DockerConnected === false ? "Docker is not running." : "No container publishes a port."));
+    } else {
+        body.replaceChildren(...sorted.map(port => {
+            const state = portState(port);
+            let refusal;
+            if (!may("expose"))
+                refusal = READ_ONLY_REASON;
+            else if (port.loopback_only)
+                refusal = "Published on loopback only: no other host can reach it";
+            else if (zoneOf(port.judged_by))
+                refusal = "docker-proxy serves it on the host: firewalld's zone " + zoneOf(port.judged_by) + " decides who reaches it, not dockgate";
+            return h("tr", {
+                class: "pf-v6-c-table__tr",
+                "data-port": portKey(port),
+                "data-host-ip": port.host_ip,
+                "data-judged-by": port.judged_by,
+            },
+                     cell("Container", port.container),
+                     cell("Host address", hostAddress(port.host_ip, port.host_port)),
+                     cell("Protocol", port.protocol),
+                     cell("Container port", String(port.container_port)),
+                     cell("State", h("span", { "data-state": port.state }, label(state.label, state.color, state.note || undefined)),
+                          state.note ? h("div", { class: "dg-note" }, state.note) : null),
+                     cell("Who may reach it", reachers(port)),
+                     h("td", { class: "pf-v6-c-table__td pf-m-action dg-actions" },
+                       button("Expose", "secondary", {
+                           "data-action": "expose",
+                           disabled: !!refusal,
+                           title: refusal,
+                           onclick: () => openExposeDialog(port),
+                       })));
+        }));
+    }
+    $("explain-ports").replaceChildren(...[...new Set(sorted.map(portKey))].map(key => h("option", { value: key })));
+}
+
+function renderExposures() {
+    const body = $("exposures").tBodies[0];
+    const now = Date.now() / 1000;
+    if (exposures.length === 0) {
+        body.replaceChildren(emptyRow(8, dockgate.properties.Default === "deny"
+            ? "No exposures: only trusted sources reach published ports."
+            : "No exposures."));
+        return;
+    }
+    body.replaceChildren(...exposures.map(exposure => {
+        const removable = mayRemove(exposure);
+        return h("tr", { class: "pf-v6-c-table__tr", "data-id": exposure.id, "data-origin": exposure.origin },
+                 cell("Port", exposure.port),
+                 cell("Sources", exposure.sources.join(", ")),
+                 cell("Container", exposure.container || h("span", { class: "dg-muted" }, "Any")),
+                 cell("Set by", exposure.origin === "config"
+                     ? h("span", { class: "dg-muted" }, "Config file")
+                     : ownerName(exposure.owner_uid)),
+                 cell("Comment", exposure.comment || ""),
+                 cell("Time left", h("span", { "data-expires": exposure.expires_at }, timeLeft(exposure.expires_at, now))),
+                 cell("In force", exposure.active
+                     ? label("Yes", "green")
+                     : label("Waiting", "grey", "Only while " + exposure.container + " publishes " + exposure.port)),
+                 h("td", { class: "pf-v6-c-table__td pf-m-action dg-actions" },
+                   exposure.origin === "config"
+                       ? h("span", { class: "dg-muted", title: removeRefusal(exposure) }, "Read only")
+                       : button("Remove", "secondary", {
+                           "data-action": "unexpose",
+                           disabled: !removable,
+                           title: removable ? undefined : removeRefusal(exposure),
+                           onclick: event => unexpose(exposure, event.currentTarget),
+                       })));
+    }));
+}
+
+// Countdowns and "ago" move every second without asking dockgated.
+setInterval(() => {
+    const now = Date.now() / 1000;
+    for (const element of document.querySelectorAll("[data-expires]"))
+        element.textContent = timeLeft(Number(element.dataset.expires), now);
+    for (const element of document.querySelectorAll("[data-reconciled]"))
+        element.textContent = ago(Number(element.dataset.reconciled), now);
+}, 1000);
+
+function failure(error) {
+    return errorKind(error) ? errorKind(error) + ": " + error.message : String(error.message || error);
+}
+
+async function refreshPorts() {
+    const generation = ++generations.ports;
+    try {
+        const answer = await dockgate.listPorts();
+        if (generation === generations.ports) {
+            ports = answer;
+            loadError = readRefused = "";
+        }
+    } catch (error) {
+        if (generation === generations.ports)
+            await noteFailure(error);
+    }
+    renderPage();
+}
+
+async function refreshExposures() {
+    const generation = ++generations.exposures;
+    try {
+        const answer = await dockgate.listExposures();
+        if (generation === generations.exposures) {
+            exposures = answer;
+            loadError = readRefused = "";
+        }
+    } catch (error) {
+        if (generation === generations.exposures)
+            await noteFailure(error);
+    }
+    renderPage();
+}
+
+// polkit's answers can change under a running page (rules, groups): a refusal asks again.
+async function noteFailure(error) {
+    if (errorKind(error) !== "NotAuthorized") {
+        loadError = failure(error);
+        return;
+    }
+    await loadPermissions();
+    if (permissions && permissions.read !== "yes")
+        readRefused = error.message;
+    else
+        loadError = failure(error);
+}
+
+async function loadPermissions() {
+    try {
+        permissions = await dockgate.permissions();
+        loadError = "";
+    } catch (error) {
+        permissions = null;
+        loadError = failure(error);
+    }
+}
+
+async function refreshAll() {
+    readRefused = "";
+    listed = false;
+    await loadPermissions();
+    if (permissions && permissions.read !== "no")
+        await Promise.all([refreshPorts(), refreshExposures()]);
+    listed = true;
+    renderPage();
+}
+
+// Signals come in bursts (a container with four ports); one call answers them all.
+function debounced(refresh) {
+    let timer = null;
+    return () => {
+        clearTimeout(timer);
+        timer = setTimeout(refresh, 50);
+    };
+}
+
+const portsChanged = debounced(refreshPorts);
+const exposuresChanged = debounced(() => Promise.all([refreshExposures(), refreshPorts()]));
+
+dockgate.addEventListener("state", () => {
+    if (dockgate.state === "ready")
+        refreshAll();
+    else
+        permissions = null;
+    renderPage();
+});
+dockgate.addEventListener("properties", () => renderPage());
+dockgate.addEventListener("ports-changed", () => { if (may("read")) portsChanged() });
+dockgate.addEventListener("exposures-changed", () => { if (may("read")) exposuresChanged() });
+
+// Field errors: the helper text under a field, in PatternFly's error style.
+function setFieldError(helperId, control, message) {
+    const helper = $(helperId);
+    helper.replaceChildren(...(message
+        ? [h("div", { class: "pf-v6-c-helper-text" },
+             h("div", { class: "pf-v6-c-helper-text__item pf-m-error" },
+               h("span", { class: "pf-v6-c-helper-text__item-icon" }, icon("danger")),
+               h("span", { class: "pf-v6-c-helper-text__item-text" }, message)))]
+        : []));
+    if (control) {
+        control.closest(".pf-v6-c-form-control")?.classList.toggle("pf-m-error", !!message);
+        if (message)
+            control.setAttribute("aria-invalid", "true");
+        else
+            control.removeAttribute("aria-invalid");
+    }
+}
+
+// The dialog's fields by the names dockgated's InvalidArgument gives them.
+const EXPOSE_FIELDS = {
+    sources: ["expose-sources-error", "expose-sources"],
+    ttl_seconds: ["expose-duration-error", "expose-custom-amount"],
+    container: ["expose-container-error", null],
+    comment: ["expose-comment-error", "expose-comment"],
+};
+
+let exposePort = null;
+
+function clearExposeErrors() {
+    for (const [helper, control] of Object.values(EXPOSE_FIELDS))
+        setFieldError(helper, control && $(control), "");
+    $("expose-error").replaceChildren();
+}
+
+function openExposeDialog(port) {
+    exposePort = port;
+    clearExposeErrors();
+    const others = ports.filter(other => portKey(other) === portKey(port))
+            .map(other => hostAddress(other.host_ip, other.host_port));
+    $("expose-title").textContent = "Expose " + portKey(port);
+    $("expose-description").textContent = "Let more sources open connections to " + others.join(" and ") +
+        (port.container ? " (" + port.container + ")" : "") + ".";
+    $("expose-sources").value = "";
+    $("expose-comment").value = "";
+    $("expose-duration-1h").checked = true;
+    $("expose-container").checked = false;
+    $("expose-container").disabled = !port.container;
+    $("expose-container-label").textContent = port.container
+        ? "Only while " + port.container + " publishes the port"
+        : "Only while this container publishes the port";
+    $("expose-auth-hint").textContent = permissions.expose === "auth" ? "polkit will ask for your password." : "";
+    $("expose-submit").disabled = false;
+    $("expose-dialog").showModal();
+    $("expose-sources").focus();
+}
+
+function chosenTtl() {
+    const choice = document.querySelector("input[name=expose-duration]:checked").value;
+    if (choice !== "custom")
+        return Number(choice);
+    return customSeconds($("expose-custom-amount").value, $("expose-custom-unit").value);
+}
+
+async function submitExpose(event) {
+    event.preventDefault();
+    clearExposeErrors();
+    const ttl = chosenTtl();
+    // The one thing the page checks itself: D-Bus has no way to send "not a number".
+    if (Number.isNaN(ttl)) {
+        setFieldError("expose-duration-error", $("expose-custom-amount"), "A whole number greater than 0.");
+        return;
+    }
+    $("expose-submit").disabled = true;
+    try {
+        await dockgate.expose(portKey(exposePort), splitSources($("expose-sources").value), ttl, {
+            container: $("expose-container").checked ? exposePort.container : "",
+            comment: $("expose-comment").value.trim(),
+        });
+        $("expose-dialog").close();
+    } catch (error) {
+        showExposeError(error);
+    } finally {
+        $("expose-submit").disabled = false;
+    }
+}
+
+function showExposeError(error) {
+    const field = errorKind(error) === "InvalidArgument" ? EXPOSE_FIELDS[invalidField(error.message)] : null;
+    if (field) {
+        setFieldError(field[0], field[1] && $(field[1]), error.message);
+        if (field[1])
+            $(field[1]).focus();
+    } else {
+        $("expose-error").replaceChildren(alert("danger", "Not exposed", failure(error)));
+    }
+}
+
+async function unexpose(exposure, control) {
+    control.disabled = true;
+    removeError = "";
+    try {
+        await dockgate.unexpose(exposure.id);
+    } catch (error) {
+        removeError = exposure.id + ": " + failure(error);
+        control.disabled = false;
+    }
+    renderNotices();
+}
+
+async function submitExplain(event) {
+    event.preventDefault();
+    const source = $("explain-source");
+    const port = $("explain-port");
+    setFieldError("explain-source-error", source, "");
+    setFieldError("explain-port-error", port, "");
+    const answer = $("explain-answer");
+    answer.replaceChildren();
+    try {
+        const asked = source.value.trim() + " to " + port.value.trim() + ": ";
+        const [allowed, reason] = await dockgate.explain(source.value.trim(), port.value.trim());
+        answer.replaceChildren(h("div", { class: "dg-explain-answer", "data-allowed": String(allowed) },
+                                 label(allowed ? "Gets in" : "Refused", allowed ? "green" : "red"),
+                                 " ", asked, h("span", { id: "explain-reason" }, reason)));
+    } catch (error) {
+        const field = errorKind(error) === "InvalidArgument" ? invalidField(error.message) : null;
+        if (field === "source" || field === "port")
+            setFieldError("explain-" + field + "-error", field === "source" ? source : port, error.message);
+        else
+            answer.replaceChildren(alert("danger", "No answer", failure(error)));
+    }
+}
+
+$("expose-form").addEventListener("submit", submitExpose);
+$("expose-cancel").addEventListener("click", () => $("expose-dialog").close());
+$("expose-custom-amount").addEventListener("focus", () => { $("expose-duration-custom").checked = true });
+$("expose-custom-unit").addEventListener("focus", () => { $("expose-duration-custom").checked = true });
+$("explain").addEventListener("submit", submitExplain);
+
+// Owners are uids; /etc/passwd names them, as on Cockpit's accounts page.
+cockpit.file("/etc/passwd").read()
+        .then(text => {
+            for (const line of (text || "").split("\n")) {
+                const fields = line.split(":");
+                if (fields.length > 2)
+                    userNames.set(Number(fields[2]), fields[0]);
+            }
+            renderPage();
+        })
+        .catch(error => console.warn("dockgate: cannot read /etc/passwd:", error));
+cockpit.user().then(user => {
+    me = user;
+    renderPage();
+});
+renderPage();
