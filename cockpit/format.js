@@ -14,8 +14,10 @@ export function portState(port) {
     if (port.loopback_only)
         return { label: "Loopback only", color: "grey", note: "Published on " + port.host_ip + ": no other host can reach it" };
     const zone = zoneOf(port.judged_by);
-    if (zone)
-        return { label: "docker-proxy", color: "purple", note: "Served on the host by docker-proxy: firewalld's zone " + zone + " decides" };
+    if (zone) {
+        const verdict = { open: "lets every source in", exposed: "lets some sources in" }[port.state] || "does not open the port";
+        return { label: "docker-proxy", color: "purple", note: "Served on the host by docker-proxy: firewalld's zone " + zone + " " + verdict };
+    }
     const state = STATES[port.state] || { label: port.state, color: "grey" };
     return { ...state, note: "" };
 }
@@ -29,13 +31,11 @@ export function zoneOf(judgedBy) {
 export function reachers(port) {
     if (port.loopback_only)
         return "This host only";
-    if (zoneOf(port.judged_by))
-        return "As zone " + zoneOf(port.judged_by) + " allows";
-    if (port.state === "open" || (port.sources || []).includes("any"))
-        return "Any source";
-    if (!port.sources || port.sources.length === 0)
-        return "No other host";
-    return port.sources.join(", ");
+    const zone = zoneOf(port.judged_by);
+    const who = port.state === "open" || (port.sources || []).includes("any")
+        ? "Any source"
+        : !port.sources || port.sources.length === 0 ? "No other host" : port.sources.join(", ");
+    return zone ? who + " (zone " + zone + ")" : who;
 }
 
 // As `docker ps` writes it: an IPv6 address needs brackets before a port.

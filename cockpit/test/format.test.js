@@ -50,10 +50,14 @@ test("a port's state: loopback and docker-proxy over the daemon's state", () => 
     const local = { ...port, host_ip: "127.0.0.1", state: "denied", sources: [], loopback_only: true };
     assert.equal(portState(local).label, "Loopback only");
     assert.equal(reachers(local), "This host only");
-    const proxied = { ...port, host_ip: "::", judged_by: "zone public" };
+    // What the zone does is the daemon's answer: it reads the zone's ports and services.
+    const proxied = { ...port, host_ip: "::", judged_by: "zone public", state: "denied", sources: [] };
     assert.equal(portState(proxied).label, "docker-proxy");
-    assert.match(portState(proxied).note, /zone public decides/);
-    assert.equal(reachers(proxied), "As zone public allows");
+    assert.match(portState(proxied).note, /zone public does not open the port/);
+    assert.equal(reachers(proxied), "No other host (zone public)");
+    const opened = { ...proxied, state: "open", sources: ["any"] };
+    assert.match(portState(opened).note, /zone public lets every source in/);
+    assert.equal(reachers(opened), "Any source (zone public)");
     assert.equal(reachers({ ...port, state: "denied", sources: [] }), "No other host");
     assert.equal(reachers({ ...port, state: "open", sources: ["any"] }), "Any source");
 });
