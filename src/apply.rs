@@ -69,7 +69,13 @@ impl<F: Firewall> Applier<F> {
         };
         let cleanup_now = firewall.cleanup_on_exit().await?;
         let cleanup_recorded: Option<String> = self.state.load(CLEANUP_FILE)?;
-        let zone_seen = if firewall.zone_exists(zones::DOCKER_ZONE).await? {
+        let recorded: Originals = self
+            .state
+            .load(zones::ORIGINALS_FILE)?
+            .unwrap_or_default();
+        let zone_seen = if zones::managed(&desired.zone, &recorded)
+            && firewall.zone_exists(zones::DOCKER_ZONE).await?
+        {
             Some((
                 firewall
                     .zone_settings(Layer::Permanent, zones::DOCKER_ZONE)
@@ -78,9 +84,7 @@ impl<F: Firewall> Applier<F> {
                     .zone_settings(Layer::Runtime, zones::DOCKER_ZONE)
                     .await?,
                 firewall.policy_exists(zones::EGRESS_POLICY).await?,
-                self.state
-                    .load::<Originals>(zones::ORIGINALS_FILE)?
-                    .unwrap_or_default(),
+                recorded,
             ))
         } else {
             None

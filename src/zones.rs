@@ -70,6 +70,16 @@ pub fn records(
     (before, after)
 }
 
+/// Whether zone docker's settings need looking at: the config sets a key, or a key dockgate
+/// changed is still to be given back. Otherwise nothing there is dockgate's business, and an
+/// Expose does not wait for firewalld to describe the zone.
+pub fn managed(settings: &config::ZoneSettings, recorded: &Originals) -> bool {
+    settings.target.is_some()
+        || settings.services.is_some()
+        || settings.ports.is_some()
+        || *recorded != Originals::default()
+}
+
 /// Zone docker's settings as the config asks for them: the config's keys, and for keys it no
 /// longer sets, what dockgate found there before it changed them.
 pub fn desired_access(settings: &config::ZoneSettings, originals: &Originals) -> ZoneAccess {
@@ -286,6 +296,26 @@ mod tests {
         assert_eq!(changes.target.as_deref(), Some("ACCEPT"));
         assert_eq!(changes.services, Some(vec![]));
         assert_eq!(changes.ports, None);
+    }
+
+    #[test]
+    fn the_zone_is_left_alone_unless_configured_or_something_is_to_be_given_back() {
+        assert!(!managed(&config::ZoneSettings::default(), &Originals::default()));
+        let bind_only = config::ZoneSettings {
+            bind: Some("internal".to_owned()),
+            ..Default::default()
+        };
+        assert!(!managed(&bind_only, &Originals::default()));
+        let services = config::ZoneSettings {
+            services: Some(vec![]),
+            ..Default::default()
+        };
+        assert!(managed(&services, &Originals::default()));
+        let to_give_back = Originals {
+            target: Some("ACCEPT".to_owned()),
+            ..Originals::default()
+        };
+        assert!(managed(&config::ZoneSettings::default(), &to_give_back));
     }
 
     #[test]
