@@ -101,11 +101,17 @@ function removeRefusal(exposure) {
         return "Set in dockgate's config file: read only here";
     if (!may("expose"))
         return READ_ONLY_REASON;
-    return "Set by " + ownerName(exposure.owner_uid) + ": removing another user's exposure needs polkit's org.dockgate.Dockgate1.admin";
+    return "Set by " + ownerOf(exposure) + ": removing another user's exposure needs polkit's org.dockgate.Dockgate1.admin";
 }
 
 function ownerName(uid) {
     return userNames.get(uid) || "uid " + uid;
+}
+
+// dockgated names the owner as its host's user database does (LDAP and SSSD users too);
+// /etc/passwd is the fallback for a dockgated that does not.
+function ownerOf(exposure) {
+    return exposure.owner || ownerName(exposure.owner_uid);
 }
 
 // "live", or why the page is blank: "connecting", "absent" (dockgated is not on the bus),
@@ -293,7 +299,7 @@ function renderExposures() {
                  cell("Container", exposure.container || h("span", { class: "dg-muted" }, "Any")),
                  cell("Set by", exposure.origin === "config"
                      ? h("span", { class: "dg-muted" }, "Config file")
-                     : ownerName(exposure.owner_uid)),
+                     : ownerOf(exposure)),
                  cell("Comment", exposure.comment || ""),
                  cell("Time left", h("span", { "data-expires": exposure.expires_at }, timeLeft(exposure.expires_at, now))),
                  cell("In force", exposure.active

@@ -291,6 +291,20 @@ async fn authorize(
     }
 }
 
+/// The name of a runtime exposure's owner as the host's user database has it ("" for the
+/// config's, "uid N" for a uid without a name).
+fn owner_name(origin: &Origin) -> String {
+    match origin {
+        Origin::Config => String::new(),
+        Origin::Runtime { owner_uid, .. } => {
+            match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(*owner_uid)) {
+                Ok(Some(user)) => user.name,
+                _ => format!("uid {owner_uid}"),
+            }
+        }
+    }
+}
+
 fn value<'a>(value: impl Into<Value<'a>>) -> OwnedValue {
     value
         .into()
@@ -383,6 +397,7 @@ impl Api {
                         value(exposure.comment.unwrap_or_default()),
                     ),
                     ("owner_uid".to_owned(), value(owner_uid)),
+                    ("owner".to_owned(), value(owner_name(&listed.origin))),
                     ("active".to_owned(), value(active)),
                 ])
             })

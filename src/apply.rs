@@ -69,10 +69,7 @@ impl<F: Firewall> Applier<F> {
         };
         let cleanup_now = firewall.cleanup_on_exit().await?;
         let cleanup_recorded: Option<String> = self.state.load(CLEANUP_FILE)?;
-        let recorded: Originals = self
-            .state
-            .load(zones::ORIGINALS_FILE)?
-            .unwrap_or_default();
+        let recorded: Originals = self.state.load(zones::ORIGINALS_FILE)?.unwrap_or_default();
         let zone_seen = if zones::managed(&desired.zone, &recorded)
             && firewall.zone_exists(zones::DOCKER_ZONE).await?
         {

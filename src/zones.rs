@@ -300,7 +300,10 @@ mod tests {
 
     #[test]
     fn the_zone_is_left_alone_unless_configured_or_something_is_to_be_given_back() {
-        assert!(!managed(&config::ZoneSettings::default(), &Originals::default()));
+        assert!(!managed(
+            &config::ZoneSettings::default(),
+            &Originals::default()
+        ));
         let bind_only = config::ZoneSettings {
             bind: Some("internal".to_owned()),
             ..Default::default()

@@ -516,6 +516,12 @@ fn exposures_belong_to_their_owners_and_polkit_rules_see_what_a_call_asks_for() 
     assert!(ok, "bob exposes: {stderr}");
     let bobs = exposed_id(&stdout);
     assert_eq!(probe(HOST_V4, 8080), "open");
+    let (_, listed, _) = busctl("root", "ListExposures --json=short");
+    assert!(
+        listed.contains("\"owner\":{\"type\":\"s\",\"data\":\"dgalice\"}")
+            && listed.contains("\"owner_uid\":{\"type\":\"u\",\"data\":64101}"),
+        "ListExposures names the owner: {listed}"
+    );
 
     // Neither removes the other's: refused with the reason, and nothing changes.
     let state = service.dockgate.state_dir().join("exposures.json");

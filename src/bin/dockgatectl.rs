@@ -328,7 +328,7 @@ mod client {
                         ("CONTAINER", "container"),
                         ("SOURCES", "sources"),
                         ("EXPIRES", "expires"),
-                        ("OWNER", "owner_uid"),
+                        ("OWNER", "owner"),
                         ("ACTIVE", "active"),
                         ("COMMENT", "comment"),
                     ],

@@ -364,11 +364,32 @@ pub fn add_client_address(client: u8, address: &str) {
 }
 
 /// An unprivileged user of the sandbox's private /etc/passwd (added once), a member of
-/// `groups` for the length of the test: /etc/group is put back as it was when dropped.
+/// `groups` for the length of the test: when dropped it leaves them again, and a group it made
+/// goes with it, whatever other tests' users did meanwhile.
 pub struct TestUser {
     pub name: String,
     pub uid: u32,
-    group_before: String,
+    groups: Vec<String>,
+    made: Vec<String>,
+}
+
+/// /etc/group, rewritten in place: it is a bind mount that a rename would not replace.
+fn edit_groups(mut edit: impl FnMut(&str, Vec<String>) -> Option<Vec<String>>) {
+    let text: String = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let (head, members) = line.rsplit_once(':').unwrap_or((line, ""));
+            let group = head.split(':').next().unwrap_or_default();
+            let members = members
+                .split(',')
+                .filter(|member| !member.is_empty())
+                .map(str::to_owned)
+                .collect();
+            edit(group, members).map(|members| format!("{head}:{}\n", members.join(",")))
+        })
+        .collect();
+    std::fs::write("/etc/group", text).unwrap();
 }
 
 impl TestUser {
@@ -377,20 +398,17 @@ impl TestUser {
             "grep -q '^{name}:' /etc/passwd || \
              echo '{name}:x:{uid}:65534:dockgate test:/nonexistent:/usr/sbin/nologin' >> /etc/passwd"
         ));
-        let group_before = std::fs::read_to_string("/etc/group").unwrap();
-        let mut text = String::new();
         let mut missing: Vec<&str> = groups.to_vec();
-        for line in group_before.lines() {
-            let group = line.split(':').next().unwrap_or_default();
+        edit_groups(|group, mut members| {
             if let Some(at) = missing.iter().position(|wanted| *wanted == group) {
                 missing.remove(at);
-                let members = line.rsplit(':').next().unwrap_or_default();
-                let separator = if members.is_empty() { "" } else { "," };
-                text += &format!("{line}{separator}{name}\n");
-            } else {
-                text += &format!("{line}\n");
+                if !members.iter().any(|member| member == name) {
+                    members.push(name.to_owned());
+                }
             }
-        }
+            Some(members)
+        });
+        let mut text = std::fs::read_to_string("/etc/group").unwrap();
         for (n, group) in missing.iter().enumerate() {
             // dockgate's gid as the API test has always made it; others below it.
             let gid = if *group == "dockgate" {
@@ -400,19 +418,27 @@ impl TestUser {
             };
             text += &format!("{group}:x:{gid}:{name}\n");
         }
-        // In place: /etc/group is a bind mount that a rename would not replace.
         std::fs::write("/etc/group", text).unwrap();
         TestUser {
             name: name.to_owned(),
             uid,
-            group_before,
+            groups: groups.iter().map(|group| (*group).to_owned()).collect(),
+            made: missing.iter().map(|group| (*group).to_owned()).collect(),
         }
     }
 }
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _ = std::fs::write("/etc/group", &self.group_before);
+        edit_groups(|group, mut members| {
+            if self.groups.iter().any(|ours| ours == group) {
+                members.retain(|member| *member != self.name);
+                if members.is_empty() && self.made.iter().any(|made| made == group) {
+                    return None;
+                }
+            }
+            Some(members)
+        });
     }
 }
 
