@@ -491,14 +491,14 @@ fn exposures_belong_to_their_owners_and_polkit_rules_see_what_a_call_asks_for() 
     let service = Service::start("owners", "");
     service.wait_for_api();
     service.wait_until_settled();
-    let alice = TestUser::add("dgalice", 64101, &["dockgate"]);
-    let bob = TestUser::add("dgbob", 64102, &["dockgate"]);
-    let admin = TestUser::add("dgadmin", 64103, &[]);
+    let alice = TestUser::add("dgo-alice", 64101, &["dockgate"]);
+    let bob = TestUser::add("dgo-bob", 64102, &["dockgate"]);
+    let admin = TestUser::add("dgo-admin", 64103, &[]);
     let _rules = PolkitRules::example("50-dockgate.rules.example");
     let _admin_rule = PolkitRules::install(
         "55-dockgate-test-admin.rules",
         "polkit.addRule(function(action, subject) {\n\
-           if (action.id.indexOf(\"org.dockgate.Dockgate1.\") == 0 && subject.user == \"dgadmin\")\n\
+           if (action.id.indexOf(\"org.dockgate.Dockgate1.\") == 0 && subject.user == \"dgo-admin\")\n\
              return polkit.Result.YES;\n\
          });\n",
     );
@@ -518,7 +518,7 @@ fn exposures_belong_to_their_owners_and_polkit_rules_see_what_a_call_asks_for() 
     assert_eq!(probe(HOST_V4, 8080), "open");
     let (_, listed, _) = busctl("root", "ListExposures --json=short");
     assert!(
-        listed.contains("\"owner\":{\"type\":\"s\",\"data\":\"dgalice\"}")
+        listed.contains("\"owner\":{\"type\":\"s\",\"data\":\"dgo-alice\"}")
             && listed.contains("\"owner_uid\":{\"type\":\"u\",\"data\":64101}"),
         "ListExposures names the owner: {listed}"
     );
@@ -558,7 +558,7 @@ fn exposures_belong_to_their_owners_and_polkit_rules_see_what_a_call_asks_for() 
     drop(alice);
 
     // The web team's rule: 443/tcp and 8080/tcp, for at most 8 hours; nothing else.
-    let web = TestUser::add("dgweb", 64104, &["webteam"]);
+    let web = TestUser::add("dgo-web", 64104, &["webteam"]);
     let _team = PolkitRules::example("60-dockgate-web-team.rules.example");
     let _read = PolkitRules::install(
         "55-dockgate-test-read.rules",
