@@ -18,4 +18,6 @@ pub mod reconcile;
 pub mod rules;
 pub mod scheduler;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod zones;

@@ -4,19 +4,19 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::Path;
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::config::Config;
-use crate::docker::{Protocol, PublishedPort};
+use crate::docker::Protocol;
 use crate::exposures::listed;
 use crate::firewalld::fake::{Fake, State};
 use crate::netfilter::{self, Fate, Packet};
 use crate::plan::{self, DockerView};
 use crate::policy::{self, Policy};
 use crate::rules::DirectRule;
+use crate::testing::{config, generated_config, published};
 use crate::zones::Binding;
 
 fn block_on<T>(future: impl Future<Output = T>) -> T {
@@ -24,23 +24,6 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
         .build()
         .unwrap()
         .block_on(future)
-}
-
-fn published(container: &str, host_ip: &str, host_port: u16, protocol: Protocol) -> PublishedPort {
-    let v6 = host_ip.contains(':');
-    PublishedPort {
-        container: container.to_owned(),
-        container_id: format!("{container}-id"),
-        host_ip: host_ip.parse().unwrap(),
-        host_port,
-        protocol,
-        container_ip: Some(
-            if v6 { "fd00:d0c::2" } else { "172.17.0.2" }
-                .parse()
-                .unwrap(),
-        ),
-        container_port: 80,
-    }
 }
 
 fn view() -> DockerView {
@@ -65,10 +48,6 @@ const SOURCES: [&str; 7] = [
     "fd00::1",
     "2001:db8::7",
 ];
-
-fn config(text: &str) -> Config {
-    Config::parse(text, Path::new("test.toml")).expect("test config parses")
-}
 
 fn policy_of(config: &Config, view: &DockerView) -> Policy {
     Policy::new(config, &listed(config, &[]), &view.ports)
@@ -323,62 +302,6 @@ fn reseating_keeps_the_verdict_in_place_throughout() {
             .iter()
             .all(|rule| rule.table == "filter" && rule.chain == "FORWARD")
     );
-}
-
-/// A small policy grammar for generated cases: trusted sources and exposures over the view's
-/// ports and a handful of sources of both families.
-fn generated_config() -> impl Strategy<Value = Config> {
-    let source = prop::sample::select(vec![
-        "any",
-        "10.0.0.0/24",
-        "10.0.0.1",
-        "10.0.0.5-10.0.0.9",
-        "192.0.2.0/24",
-        "203.0.113.7",
-        "fd00::/64",
-        "2001:db8::1-2001:db8::9",
-    ]);
-    let port = prop::sample::select(vec![
-        "8080/tcp",
-        "5432/tcp",
-        "5353/udp",
-        "9000-9002/tcp",
-        "8080/udp",
-    ]);
-    let exposure = (
-        port,
-        prop::collection::vec(source.clone(), 1..3),
-        any::<bool>(),
-    );
-    (
-        prop::collection::vec(source, 0..3),
-        prop::collection::vec(exposure, 0..4),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(|(trusted, exposures, reject, external)| {
-            let quote = |items: &[&str]| {
-                items
-                    .iter()
-                    .map(|item| format!("\"{item}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut text = format!("trusted = [{}]\n", quote(&trusted));
-            if reject {
-                text += "verdict = \"reject\"\n";
-            }
-            if external {
-                text += "external_interfaces = [\"eth0\"]\n";
-            }
-            for (port, from, bound) in exposures {
-                text += &format!("[[expose]]\nport = \"{port}\"\nfrom = [{}]\n", quote(&from));
-                if bound {
-                    text += "container = \"db\"\n";
-                }
-            }
-            config(&text)
-        })
 }
 
 proptest! {

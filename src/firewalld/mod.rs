@@ -497,33 +497,24 @@ impl Firewalld {
                     interface: args.interface,
                 })
             });
-        let zone = &self.zone;
-        // Each of these carries the zone first; the rest does not matter here.
+        // Each of these carries the zone; the rest does not matter here. The six signals are
+        // six types, hence a macro rather than a function.
+        macro_rules! zone_of {
+            ($signals:ident) => {
+                self.zone
+                    .$signals()
+                    .await?
+                    .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
+                    .boxed()
+            };
+        }
         let access = stream::select_all([
-            zone.receive_port_added()
-                .await?
-                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
-                .boxed(),
-            zone.receive_port_removed()
-                .await?
-                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
-                .boxed(),
-            zone.receive_service_added()
-                .await?
-                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
-                .boxed(),
-            zone.receive_service_removed()
-                .await?
-                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
-                .boxed(),
-            zone.receive_source_added()
-                .await?
-                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
-                .boxed(),
-            zone.receive_source_removed()
-                .await?
-                .filter_map(|signal| async move { Some(signal.args().ok()?.zone) })
-                .boxed(),
+            zone_of!(receive_port_added),
+            zone_of!(receive_port_removed),
+            zone_of!(receive_service_added),
+            zone_of!(receive_service_removed),
+            zone_of!(receive_source_added),
+            zone_of!(receive_source_removed),
         ])
         .map(|zone| ZoneEvent::AccessChanged { zone });
         Ok(stream::select(

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use proptest::prelude::*;
 
 use super::*;
@@ -7,29 +5,10 @@ use crate::docker::Protocol;
 use crate::exposures::listed;
 use crate::netfilter::{self, Fate, Packet};
 use crate::plan;
-
-fn config(text: &str) -> Config {
-    Config::parse(text, Path::new("test.toml")).expect("test config parses")
-}
+use crate::testing::{self, config, generated_config};
 
 fn published(container: &str, host_ip: &str, host_port: u16) -> PublishedPort {
-    PublishedPort {
-        container: container.to_owned(),
-        container_id: format!("{container}-id"),
-        host_ip: host_ip.parse().unwrap(),
-        host_port,
-        protocol: Protocol::Tcp,
-        container_ip: Some(
-            if host_ip.contains(':') {
-                "fd00:d0c::2"
-            } else {
-                "172.17.0.2"
-            }
-            .parse()
-            .unwrap(),
-        ),
-        container_port: 80,
-    }
+    testing::published(container, host_ip, host_port, Protocol::Tcp)
 }
 
 fn policy(text: &str, ports: &[PublishedPort]) -> Policy {
@@ -312,64 +291,6 @@ fn grants_come_in_the_order_the_judge_checks_them() {
 
 // The planned rules themselves, run through the netfilter simulator, against the evaluator:
 // the plan and every answer dockgate gives are one truth.
-
-fn generated_config() -> impl Strategy<Value = Config> {
-    let source = prop::sample::select(vec![
-        "any",
-        "0.0.0.0/0",
-        "10.0.0.0/24",
-        "10.0.0.1",
-        "10.0.0.5-10.0.0.9",
-        "192.0.2.0/24",
-        "203.0.113.7",
-        "fd00::/64",
-        "fd00::9",
-        "2001:db8::1-2001:db8::9",
-    ]);
-    let port = prop::sample::select(vec![
-        "8080/tcp",
-        "8081/tcp",
-        "5353/udp",
-        "9000-9002/tcp",
-        "8080/udp",
-        "1-65535/tcp",
-    ]);
-    let container = prop::sample::select(vec![None, Some("web"), Some("db"), Some("gone")]);
-    let exposure = (port, prop::collection::vec(source.clone(), 1..3), container);
-    (
-        prop::collection::vec(source, 0..3),
-        prop::collection::vec(exposure, 0..4),
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(|(trusted, exposures, allow, reject, external)| {
-            let quote = |items: &[&str]| {
-                items
-                    .iter()
-                    .map(|item| format!("\"{item}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut text = format!("trusted = [{}]\n", quote(&trusted));
-            if allow {
-                text += "default = \"allow\"\n";
-            }
-            if reject {
-                text += "verdict = \"reject\"\n";
-            }
-            if external {
-                text += "external_interfaces = [\"eth0\"]\n";
-            }
-            for (port, from, container) in exposures {
-                text += &format!("[[expose]]\nport = \"{port}\"\nfrom = [{}]\n", quote(&from));
-                if let Some(container) = container {
-                    text += &format!("container = \"{container}\"\n");
-                }
-            }
-            config(&text)
-        })
-}
 
 fn generated_ports() -> impl Strategy<Value = Vec<PublishedPort>> {
     let row = (
