@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::apply::{Applier, ApplyError, Outcome};
-use crate::config::Config;
+use crate::config::{Config, Verdict};
 use crate::docker::{Docker, DockerError};
 use crate::exposures::{self, Store, StoreError};
 use crate::firewalld::Firewall;
@@ -64,12 +64,18 @@ pub async fn once<F: Firewall>(
     store.expire(exposures::unix_now())?;
     let listed = exposures::listed(config, store.all());
     let policy = Policy::new(config, &listed, &view.ports);
-    let desired = plan::desired(&policy, &config.zone, &view, true, false);
+    let mut desired = plan::desired(&policy, &config.zone, &view, true, false);
     let mut outcome = applier.runtime_phase(&desired).await?;
     applier.permanent_phase(&desired, &mut outcome).await?;
-    if outcome.reloaded && matches!(desired.bridges, Binding::Bind { .. }) {
-        // Not the daemon: a one-shot command may simply wait out Docker's rebuild.
+    let after_rebuild =
+        matches!(desired.bridges, Binding::Bind { .. }) || config.verdict == Verdict::Reject;
+    if outcome.reloaded && after_rebuild {
+        // Not the daemon: a one-shot command may simply wait out Docker's rebuild, then bind
+        // and put the reject back in front, as the daemon does then.
         tokio::time::sleep(DOCKER_REBUILD_PAUSE).await;
+        desired.reseat_verdict = true;
+        let again = applier.runtime_phase(&desired).await?;
+        outcome.writes += again.writes;
     }
     applier.bridges_phase(&desired, &mut outcome).await?;
     Ok(Once {
