@@ -564,6 +564,8 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
                 }
             }
             let state = if open {
+                // Every source: the others listed add nothing.
+                sources = everyone();
                 State::Open
             } else if exposed {
                 State::Exposed
