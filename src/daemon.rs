@@ -538,7 +538,18 @@ impl Daemon {
             Ok(outcome) => {
                 self.scheduler.succeeded(now());
                 self.applied = Some((desired.plan.clone(), view.bridges.clone()));
-                let host_zones = self.applier.firewall.host_zones().await.ok();
+                let zones_known = self
+                    .publisher
+                    .status
+                    .lock()
+                    .expect("status lock")
+                    .host_zones
+                    .is_some();
+                let host_zones = if batch.may_change_zones() || !zones_known {
+                    self.applier.firewall.host_zones().await.ok()
+                } else {
+                    None
+                };
                 self.publisher.update(|status| {
                     status_now(status);
                     status.firewalld_connected = true;

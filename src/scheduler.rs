@@ -134,6 +134,24 @@ impl Batch {
         self.0.contains(trigger)
     }
 
+    /// Whether firewalld's zones may have changed since they were last read (they judge the
+    /// ports docker-proxy serves): not for a caller's exposure or a Docker event alone.
+    pub fn may_change_zones(&self) -> bool {
+        self.0.iter().any(|trigger| {
+            matches!(
+                trigger,
+                Trigger::Start
+                    | Trigger::Retry
+                    | Trigger::FirewalldReloaded
+                    | Trigger::FirewalldStarted
+                    | Trigger::BridgeMoved { .. }
+                    | Trigger::ZoneChanged { .. }
+                    | Trigger::ConfigReloaded { .. }
+                    | Trigger::Reconcile { .. }
+            )
+        })
+    }
+
     /// Only container and network events: a reconcile that would change nothing needs no
     /// firewalld call at all.
     pub fn only_docker_events(&self) -> bool {
@@ -360,6 +378,12 @@ mod tests {
                 panic!("{urgent} waited");
             });
             assert!(batch.contains(&urgent) && batch.contains(&container("start")));
+            // A caller's exposure or Docker's coming and going does not change firewalld's
+            // zones; a config reload may (external_interfaces).
+            assert_eq!(
+                batch.may_change_zones(),
+                matches!(urgent, Trigger::ConfigReloaded { .. })
+            );
         }
         // SIGHUP is no caller: it waits for the window like other events.
         scheduler.add(Trigger::ConfigReloaded { uid: None }, t0 + ms(20));
