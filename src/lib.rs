@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diff;

@@ -1,74 +1,15 @@
 //! dockgatectl: the admin's command line for dockgate (SPEC §5).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use dockgate::apply::Applier;
-use dockgate::config::{self, Config};
+use dockgate::cli::dockgatectl::{Cli, Command};
+use dockgate::config::Config;
 use dockgate::firewalld::{Firewall, Firewalld};
 use dockgate::reconcile;
-use dockgate::state::{self, StateDir};
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Control dockgate, the exposure policy for Docker-published ports"
-)]
-struct Cli {
-    /// Print JSON for scripts instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// The daemon at a glance: connections, policy, rules, exposures.
-    Status,
-    /// Every port Docker publishes and who may reach it.
-    Ports,
-    /// Every exposure, from the config and at run time.
-    List,
-    /// Let sources reach a published host port, e.g. `expose 8080/tcp --from 203.0.113.7 --for 1h`.
-    Expose {
-        /// Host port and protocol: 8080/tcp, 8000-8010/udp.
-        port: String,
-        /// Sources: addresses, CIDRs, ranges a-b, or any.
-        #[arg(long = "from", required = true, num_args = 1..)]
-        sources: Vec<String>,
-        /// How long (90s, 15m, 1h, 2d); until removed when absent.
-        #[arg(long = "for", value_parser = humantime::parse_duration)]
-        ttl: Option<std::time::Duration>,
-        /// Only while this container publishes the port.
-        #[arg(long)]
-        container: Option<String>,
-        #[arg(long)]
-        comment: Option<String>,
-    },
-    /// Remove a runtime exposure by id.
-    Unexpose { id: String },
-    /// Would a new connection from SOURCE to PORT (8080/tcp) get through, and why?
-    Explain { source: String, port: String },
-    /// Re-read firewalld and Docker and re-apply.
-    Reconcile,
-    /// Re-read the config file; a bad one is refused and the old one stays.
-    Reload,
-    /// Check a config file without asking the daemon; exit status 1 names the first mistake.
-    CheckConfig {
-        #[arg(default_value = config::DEFAULT_PATH)]
-        file: PathBuf,
-    },
-    /// Return the bridges dockgate bound to another zone to zone docker, so that Docker can
-    /// start (it refuses to when a bridge of its own is bound elsewhere). Run by docker.service
-    /// before dockerd; talks to firewalld directly, so it works while dockgated is down.
-    DockerPrestart {
-        /// Where dockgated records the bridges it bound.
-        #[arg(long, default_value = state::DEFAULT_DIR)]
-        state_dir: PathBuf,
-    },
-}
+use dockgate::state::StateDir;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -94,7 +35,7 @@ mod client {
     use dockgate::api::Dockgate1Proxy;
     use zbus::{OwnedVariant, Variant};
 
-    use super::Command;
+    use dockgate::cli::dockgatectl::Command;
 
     /// One line: the D-Bus error's short name and its message, or what went wrong.
     fn reason(error: zbus::Error) -> String {

@@ -1,60 +1,19 @@
 //! dockgated: keeps Docker-published ports behind dockgate's exposure policy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Parser, Subcommand};
+use clap::Parser;
 use dockgate::apply::Applier;
-use dockgate::config::{self, Config};
+use dockgate::cli::dockgated::{Cli, Command};
+use dockgate::config::Config;
 use dockgate::daemon::Daemon;
-use dockgate::docker::{self, Docker};
+use dockgate::docker::Docker;
 use dockgate::exposures::Store;
 use dockgate::firewalld::Firewalld;
 use dockgate::inspect::Report;
 use dockgate::reconcile;
-use dockgate::state::{self, StateDir};
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Keeps Docker-published ports behind an explicit exposure policy"
-)]
-#[command(group(ArgGroup::new("mode").args(["once", "remove"])))]
-struct Cli {
-    /// Apply the policy once (rules, zone docker's settings, bridge binding) and exit.
-    #[arg(long)]
-    once: bool,
-
-    /// Take out everything dockgate added and restore the zone settings it changed.
-    #[arg(long)]
-    remove: bool,
-
-    /// The policy file.
-    #[arg(long, default_value = config::DEFAULT_PATH, global = true)]
-    config: PathBuf,
-
-    /// Where dockgate keeps what it must remember (zone settings it found, bound bridges).
-    #[arg(long, default_value = state::DEFAULT_DIR, global = true)]
-    state_dir: PathBuf,
-
-    /// Docker's API socket.
-    #[arg(long, default_value = docker::DEFAULT_SOCKET, global = true)]
-    docker_socket: String,
-
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Report, read-only, what dockgate sees: firewalld, the zones of Docker's bridges, the
-    /// published ports and whether each is reachable from outside, and DOCKER-USER's rules.
-    Inspect {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use dockgate::state::StateDir;
 
 #[tokio::main]
 async fn main() -> ExitCode {
