@@ -40,19 +40,29 @@ pub enum Command {
         /// Only while this container publishes the port.
         #[arg(long)]
         container: Option<String>,
+        /// A note kept with the exposure and shown by `list`, e.g. who asked for it and why.
         #[arg(long)]
         comment: Option<String>,
     },
     /// Remove a runtime exposure by id.
-    Unexpose { id: String },
+    Unexpose {
+        /// The exposure's id as `list` shows it, e.g. runtime-3.
+        id: String,
+    },
     /// Would a new connection from SOURCE to PORT (8080/tcp) get through, and why?
-    Explain { source: String, port: String },
+    Explain {
+        /// An IPv4 or IPv6 address.
+        source: String,
+        /// Host port and protocol: 8080/tcp.
+        port: String,
+    },
     /// Re-read firewalld and Docker and re-apply.
     Reconcile,
     /// Re-read the config file; a bad one is refused and the old one stays.
     Reload,
     /// Check a config file without asking the daemon; exit status 1 names the first mistake.
     CheckConfig {
+        /// The config file to check.
         #[arg(default_value = config::DEFAULT_PATH)]
         file: PathBuf,
     },
