@@ -1,14 +1,41 @@
-# make build && make cockpit && sudo make install   (DESTDIR and PREFIX as usual; PROFILE=debug for a debug build)
+# make && make cockpit && sudo make install
+#     the binaries, man pages, completions, the Cockpit page and every file dockgate needs;
+#     DESTDIR and the directories below as usual (defaults: Fedora's)
+#
+# PROFILE is cargo's profile: release (default) or debug.
 PREFIX ?= /usr
-DESTDIR ?=
-PROFILE ?= release
-BIN := target/$(PROFILE)
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/dockgate
+SYSCONFDIR ?= /etc
+SHAREDSTATEDIR ?= /var/lib
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+DBUSDIR ?= $(DATADIR)/dbus-1
+POLKITACTIONDIR ?= $(DATADIR)/polkit-1/actions
+BASHCOMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPLETIONDIR ?= $(DATADIR)/zsh/site-functions
+FISHCOMPLETIONDIR ?= $(DATADIR)/fish/vendor_completions.d
+DESTDIR ?=
+INSTALL ?= install
 
-.PHONY: build cockpit install
+PROFILE ?= release
+BIN ?= target/$(PROFILE)
+# The man pages and completions made from the clap definitions (examples/gen-docs.rs).
+GENERATED ?= target/generated
+CARGO ?= cargo
+# cargo calls the debug profile "dev" but puts its output in target/debug.
+CARGO_PROFILE = $(if $(filter debug,$(PROFILE)),dev,$(PROFILE))
+
+.PHONY: build docs cockpit install
 
 build:
-	cargo build --release
+	$(CARGO) build --locked --profile $(CARGO_PROFILE) --bins --example gen-docs
+	$(MAKE) docs
+
+docs:
+	@test -x $(BIN)/examples/gen-docs || { echo "run make build first" >&2; exit 1; }
+	$(BIN)/examples/gen-docs $(GENERATED)
 
 # The Cockpit page: its own files, and the PatternFly CSS and fonts it uses, pinned by
 # cockpit/package-lock.json. Nothing is fetched when the page runs.
@@ -27,18 +54,35 @@ cockpit: cockpit/node_modules/.package-lock.json
 cockpit/node_modules/.package-lock.json: cockpit/package.json cockpit/package-lock.json
 	cd cockpit && npm ci --no-audit --no-fund
 
+# The paths inside the unit and the docker.service drop-in follow BINDIR.
 install:
 	@test -x $(BIN)/dockgated && test -x $(BIN)/dockgatectl || { echo "run make build first" >&2; exit 1; }
+	@test -f $(GENERATED)/man/dockgated.8 || { echo "run make build (or make docs) first" >&2; exit 1; }
 	@test -e cockpit/dist/manifest.json || { echo "run make cockpit first (the Cockpit page)" >&2; exit 1; }
-	install -Dm755 $(BIN)/dockgated $(DESTDIR)$(PREFIX)/bin/dockgated
-	install -Dm755 $(BIN)/dockgatectl $(DESTDIR)$(PREFIX)/bin/dockgatectl
-	install -Dm644 systemd/dockgate.service $(DESTDIR)$(UNITDIR)/dockgate.service
-	install -Dm644 systemd/docker.service.d/dockgate.conf $(DESTDIR)$(UNITDIR)/docker.service.d/dockgate.conf
-	install -Dm644 dbus/org.dockgate.Dockgate1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/org.dockgate.Dockgate1.conf
-	install -Dm644 dbus/org.dockgate.Dockgate1.service $(DESTDIR)$(PREFIX)/share/dbus-1/system-services/org.dockgate.Dockgate1.service
-	install -Dm644 dbus/org.dockgate.Dockgate1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/org.dockgate.Dockgate1.xml
-	install -Dm644 polkit/org.dockgate.Dockgate1.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/org.dockgate.Dockgate1.policy
-	install -Dm644 polkit/50-dockgate.rules.example $(DESTDIR)$(PREFIX)/share/doc/dockgate/50-dockgate.rules.example
-	install -Dm644 polkit/60-dockgate-web-team.rules.example $(DESTDIR)$(PREFIX)/share/doc/dockgate/60-dockgate-web-team.rules.example
-	install -dm755 $(DESTDIR)/etc/dockgate
-	cd cockpit/dist && find . -type f -exec install -Dm644 {} $(abspath $(DESTDIR))$(PREFIX)/share/cockpit/dockgate/{} \;
+	$(INSTALL) -Dm755 $(BIN)/dockgated $(DESTDIR)$(BINDIR)/dockgated
+	$(INSTALL) -Dm755 $(BIN)/dockgatectl $(DESTDIR)$(BINDIR)/dockgatectl
+	$(INSTALL) -dm755 $(DESTDIR)$(UNITDIR)/docker.service.d
+	sed 's|/usr/bin/dockgate|$(BINDIR)/dockgate|g' systemd/dockgate.service >$(DESTDIR)$(UNITDIR)/dockgate.service
+	sed 's|/usr/bin/dockgate|$(BINDIR)/dockgate|g' systemd/docker.service.d/dockgate.conf >$(DESTDIR)$(UNITDIR)/docker.service.d/dockgate.conf
+	chmod 644 $(DESTDIR)$(UNITDIR)/dockgate.service $(DESTDIR)$(UNITDIR)/docker.service.d/dockgate.conf
+	$(INSTALL) -Dm644 dbus/org.dockgate.Dockgate1.conf $(DESTDIR)$(DBUSDIR)/system.d/org.dockgate.Dockgate1.conf
+	$(INSTALL) -Dm644 dbus/org.dockgate.Dockgate1.service $(DESTDIR)$(DBUSDIR)/system-services/org.dockgate.Dockgate1.service
+	$(INSTALL) -Dm644 dbus/org.dockgate.Dockgate1.xml $(DESTDIR)$(DBUSDIR)/interfaces/org.dockgate.Dockgate1.xml
+	$(INSTALL) -Dm644 polkit/org.dockgate.Dockgate1.policy $(DESTDIR)$(POLKITACTIONDIR)/org.dockgate.Dockgate1.policy
+	$(INSTALL) -Dm644 polkit/50-dockgate.rules.example $(DESTDIR)$(DOCDIR)/50-dockgate.rules.example
+	$(INSTALL) -Dm644 polkit/60-dockgate-web-team.rules.example $(DESTDIR)$(DOCDIR)/60-dockgate-web-team.rules.example
+	$(INSTALL) -Dm644 $(GENERATED)/man/dockgated.8 $(DESTDIR)$(MANDIR)/man8/dockgated.8
+	$(INSTALL) -Dm644 $(GENERATED)/man/dockgatectl.1 $(DESTDIR)$(MANDIR)/man1/dockgatectl.1
+	$(INSTALL) -Dm644 docs/dockgate.toml.5 $(DESTDIR)$(MANDIR)/man5/dockgate.toml.5
+	$(INSTALL) -Dm644 $(GENERATED)/completions/bash/dockgatectl $(DESTDIR)$(BASHCOMPLETIONDIR)/dockgatectl
+	$(INSTALL) -Dm644 $(GENERATED)/completions/bash/dockgated $(DESTDIR)$(BASHCOMPLETIONDIR)/dockgated
+	$(INSTALL) -Dm644 $(GENERATED)/completions/zsh/_dockgatectl $(DESTDIR)$(ZSHCOMPLETIONDIR)/_dockgatectl
+	$(INSTALL) -Dm644 $(GENERATED)/completions/zsh/_dockgated $(DESTDIR)$(ZSHCOMPLETIONDIR)/_dockgated
+	$(INSTALL) -Dm644 $(GENERATED)/completions/fish/dockgatectl.fish $(DESTDIR)$(FISHCOMPLETIONDIR)/dockgatectl.fish
+	$(INSTALL) -Dm644 $(GENERATED)/completions/fish/dockgated.fish $(DESTDIR)$(FISHCOMPLETIONDIR)/dockgated.fish
+	$(INSTALL) -dm755 $(DESTDIR)$(SYSCONFDIR)/dockgate
+	@# An admin's config is never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/dockgate/dockgate.toml \
+		|| $(INSTALL) -m644 config/dockgate.toml $(DESTDIR)$(SYSCONFDIR)/dockgate/dockgate.toml
+	$(INSTALL) -dm700 $(DESTDIR)$(SHAREDSTATEDIR)/dockgate
+	cd cockpit/dist && find . -type f -exec $(INSTALL) -Dm644 {} $(abspath $(DESTDIR))$(DATADIR)/cockpit/dockgate/{} \;

@@ -141,3 +141,41 @@ fn check_config_refuses_a_missing_file() {
     );
     assert_eq!(stderr.lines().count(), 1);
 }
+
+/// config/dockgate.toml, installed as /etc/dockgate/dockgate.toml by `make install` and the
+/// RPM: it must change nothing on a fresh install.
+#[test]
+fn the_installed_config_changes_nothing() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dockgate.toml");
+    let config = Config::load(&file).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.default, dockgate::config::DefaultPolicy::Allow);
+    assert!(config.trusted.is_empty() && config.expose.is_empty());
+    assert!(config.external_interfaces.is_empty());
+    assert_eq!(config.zone, dockgate::config::ZoneSettings::default());
+    assert!(check_config(&file).status.success());
+}
+
+/// The commented-out examples in config/dockgate.toml (`#key = ...`, `#[table]`; prose has a
+/// space after the `#`) are valid too: an admin who takes out the `#` gets a file dockgated
+/// accepts.
+#[test]
+fn the_installed_configs_examples_are_valid() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dockgate.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c == '[' || c.is_ascii_lowercase()) => rest,
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let examples = uncommented.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(
+        examples >= 14,
+        "only {examples} lines of settings:\n{uncommented}"
+    );
+    let config = Config::parse(&uncommented, &file).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.expose.len(), 1);
+    assert_eq!(config.zone.bind.as_deref(), Some("internal"));
+}
