@@ -1,8 +1,12 @@
 # make && make cockpit && sudo make install
 #     the binaries, man pages, completions, the Cockpit page and every file dockgate needs;
 #     DESTDIR and the directories below as usual (defaults: Fedora's)
+# make dist
+#     the two tarballs rpm/dockgate.spec builds from, in target/dist/
 #
-# PROFILE is cargo's profile: release (default) or debug.
+# PROFILE is cargo's profile: release (default), debug, or rpm (rpm/dockgate.spec's %cargo_build).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
 PREFIX ?= /usr
 BINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share
@@ -23,11 +27,14 @@ PROFILE ?= release
 BIN ?= target/$(PROFILE)
 # The man pages and completions made from the clap definitions (examples/gen-docs.rs).
 GENERATED ?= target/generated
+DISTDIR ?= target/dist
+# What make dist packs: a commit, a tag, or the object `git stash create` makes of the tree.
+DIST_REF ?= HEAD
 CARGO ?= cargo
 # cargo calls the debug profile "dev" but puts its output in target/debug.
 CARGO_PROFILE = $(if $(filter debug,$(PROFILE)),dev,$(PROFILE))
 
-.PHONY: build docs cockpit install
+.PHONY: build docs cockpit install dist
 
 build:
 	$(CARGO) build --locked --profile $(CARGO_PROFILE) --bins --example gen-docs
@@ -86,3 +93,19 @@ install:
 		|| $(INSTALL) -m644 config/dockgate.toml $(DESTDIR)$(SYSCONFDIR)/dockgate/dockgate.toml
 	$(INSTALL) -dm700 $(DESTDIR)$(SHAREDSTATEDIR)/dockgate
 	cd cockpit/dist && find . -type f -exec $(INSTALL) -Dm644 {} $(abspath $(DESTDIR))$(DATADIR)/cockpit/dockgate/{} \;
+
+# Source0: what git has at DIST_REF (uncommitted changes are not in HEAD). Source1: every crate of
+# Cargo.lock, so that rpmbuild needs no network. Both reproducible: the commit's time, no
+# owners, sorted names, gzip without a name or time stamp.
+dist:
+	@[ "$(DIST_REF)" != HEAD ] || git diff --quiet HEAD \
+		|| echo "make dist: uncommitted changes are not in the tarball" >&2
+	rm -rf $(DISTDIR)/vendor-tree && mkdir -p $(DISTDIR)/vendor-tree
+	git archive --format=tar --prefix=dockgate-$(VERSION)/ $(DIST_REF) \
+		| gzip -n -9 >$(DISTDIR)/dockgate-$(VERSION).tar.gz
+	$(CARGO) vendor --locked --quiet $(DISTDIR)/vendor-tree/vendor >/dev/null
+	tar -C $(DISTDIR)/vendor-tree --sort=name --owner=0 --group=0 --numeric-owner \
+		--mtime=@$$(git log -1 --format=%ct $(DIST_REF)) -cf - vendor \
+		| gzip -n >$(DISTDIR)/dockgate-$(VERSION)-vendor.tar.gz
+	rm -rf $(DISTDIR)/vendor-tree
+	@ls -l $(DISTDIR)/dockgate-$(VERSION).tar.gz $(DISTDIR)/dockgate-$(VERSION)-vendor.tar.gz
