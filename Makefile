@@ -94,15 +94,20 @@ install:
 	$(INSTALL) -dm700 $(DESTDIR)$(SHAREDSTATEDIR)/dockgate
 	cd cockpit/dist && find . -type f -exec $(INSTALL) -Dm644 {} $(abspath $(DESTDIR))$(DATADIR)/cockpit/dockgate/{} \;
 
-# Source0: what git has at DIST_REF (uncommitted changes are not in HEAD). Source1: every crate of
-# Cargo.lock, so that rpmbuild needs no network. Both reproducible: the commit's time, no
-# owners, sorted names, gzip without a name or time stamp.
-dist:
+# Source0: what git has at DIST_REF (uncommitted changes are not in HEAD), and the Cockpit page
+# built from the tree by make cockpit (as Cockpit's own release tarballs ship their dist/), so
+# that rpmbuild needs no npm. Source1: every crate of Cargo.lock, so that rpmbuild needs no
+# network. Both reproducible: the commit's time, no owners, sorted names, gzip without a name
+# or time stamp.
+dist: cockpit
 	@[ "$(DIST_REF)" != HEAD ] || git diff --quiet HEAD \
 		|| echo "make dist: uncommitted changes are not in the tarball" >&2
 	rm -rf $(DISTDIR)/vendor-tree && mkdir -p $(DISTDIR)/vendor-tree
-	git archive --format=tar --prefix=dockgate-$(VERSION)/ $(DIST_REF) \
-		| gzip -n -9 >$(DISTDIR)/dockgate-$(VERSION).tar.gz
+	git archive --format=tar --prefix=dockgate-$(VERSION)/ $(DIST_REF) >$(DISTDIR)/dockgate-$(VERSION).tar
+	tar --append -f $(DISTDIR)/dockgate-$(VERSION).tar --transform 's,^,dockgate-$(VERSION)/,' \
+		--sort=name --owner=0 --group=0 --numeric-owner \
+		--mtime=@$$(git log -1 --format=%ct $(DIST_REF)) cockpit/dist
+	gzip -n -9 -f $(DISTDIR)/dockgate-$(VERSION).tar
 	$(CARGO) vendor --locked --quiet $(DISTDIR)/vendor-tree/vendor >/dev/null
 	tar -C $(DISTDIR)/vendor-tree --sort=name --owner=0 --group=0 --numeric-owner \
 		--mtime=@$$(git log -1 --format=%ct $(DIST_REF)) -cf - vendor \

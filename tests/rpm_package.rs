@@ -1,6 +1,7 @@
 //! The RPMs that rpm/ci/build made from rpm/dockgate.spec (in target/rpmbuild; feature
-//! `rpm-tests`, which tests/run turns on after building them): the payload is what
-//! `make install` installs, with the same modes and only the config marked %config(noreplace);
+//! `rpm-tests`, which tests/run turns on after building them): the payloads of dockgate and
+//! cockpit-dockgate together are what `make install` installs, with the same modes, the Cockpit
+//! page all in cockpit-dockgate, and only the config marked %config(noreplace);
 //! the scriptlets hand the unit to systemd; License: covers the license of every crate that is
 //! linked in; every vendored crate is Provided as bundled(crate()); rpmlint, with Fedora's
 //! configuration, finds no error and no warning that rpm/ci/rpmlintrc does not explain.
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use installed::INSTALLED;
+use installed::{COCKPIT, INSTALLED};
 
 fn manifest(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -29,19 +30,28 @@ fn rpmbuild_dir() -> PathBuf {
     dir
 }
 
-/// The binary RPM of package `dockgate` (not of a subpackage).
+/// The binary RPM of package `dockgate`.
 fn binary_rpm() -> PathBuf {
-    let version = env!("CARGO_PKG_VERSION");
-    let rpms: Vec<PathBuf> = std::fs::read_dir(rpmbuild_dir().join("RPMS"))
-        .unwrap()
-        .flat_map(|arch| std::fs::read_dir(arch.unwrap().path()).unwrap())
+    built_rpm("dockgate", std::env::consts::ARCH)
+}
+
+/// The binary RPM of subpackage `cockpit-dockgate`.
+fn cockpit_rpm() -> PathBuf {
+    built_rpm("cockpit-dockgate", "noarch")
+}
+
+fn built_rpm(name: &str, arch: &str) -> PathBuf {
+    let dir = rpmbuild_dir().join("RPMS").join(arch);
+    let prefix = format!("{name}-{}-", env!("CARGO_PKG_VERSION"));
+    let rpms: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with(&format!("dockgate-{version}-")) && name.ends_with(".rpm")
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            file.starts_with(&prefix) && file.ends_with(".rpm")
         })
         .collect();
-    assert_eq!(rpms.len(), 1, "{rpms:?}");
+    assert_eq!(rpms.len(), 1, "{name} in {}: {rpms:?}", dir.display());
     rpms[0].clone()
 }
 
@@ -108,16 +118,57 @@ fn as_installed(path: &str) -> String {
     }
 }
 
+/// Every file of cockpit/dist, relative to it.
+fn cockpit_page() -> BTreeSet<String> {
+    let root = manifest("cockpit/dist");
+    let mut found = BTreeSet::new();
+    let mut todo = vec![root.clone()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                found.insert(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    found
+}
+
 #[test]
-fn the_rpm_holds_what_make_install_installs_with_the_same_modes() {
-    let listed = file_list(&binary_rpm());
+fn the_rpms_hold_what_make_install_installs_with_the_same_modes() {
+    let daemon = file_list(&binary_rpm());
+    let page = file_list(&cockpit_rpm());
+    // The Cockpit page, and nothing else, is in cockpit-dockgate: cockpit/dist file for file
+    // (its directories with it).
+    let page_files: BTreeSet<String> = page
+        .keys()
+        .filter_map(|path| path.strip_prefix(COCKPIT))
+        .filter(|file| !file.is_empty() && manifest("cockpit/dist").join(file).is_file())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(page_files, cockpit_page());
+    for (path, (mode, _, user, group)) in &page {
+        assert!(
+            path.starts_with(COCKPIT.trim_end_matches('/')),
+            "{path} in cockpit-dockgate"
+        );
+        assert!(*mode == 0o644 || *mode == 0o755, "{path}: {mode:o}");
+        assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
+    }
+    assert!(!daemon.keys().any(|path| path.starts_with(COCKPIT)));
+
+    let listed: BTreeMap<&String, &(u32, String, String, String)> =
+        daemon.iter().chain(&page).collect();
     let packaged: BTreeMap<String, &(u32, String, String, String)> = listed
         .iter()
-        .filter(|(path, _)| !rpm_only(path))
-        .map(|(path, entry)| (as_installed(path), entry))
+        .filter(|(path, _)| !rpm_only(path) && !path.starts_with(COCKPIT.trim_end_matches('/')))
+        .map(|(path, entry)| (as_installed(path), *entry))
         .collect();
     let installed: BTreeMap<String, u32> = INSTALLED
         .iter()
+        .filter(|(path, _)| !path.starts_with(COCKPIT))
         .map(|(path, mode)| (path.to_string(), *mode))
         .collect();
     let packaged_paths: BTreeSet<&String> = packaged.keys().collect();
@@ -134,7 +185,7 @@ fn the_rpm_holds_what_make_install_installs_with_the_same_modes() {
         );
         assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
     }
-    for path in listed.keys() {
+    for path in daemon.keys() {
         if path.starts_with("usr/share/man/") && !path.ends_with('/') {
             assert!(path.ends_with(".gz"), "{path} is not compressed");
         }
@@ -142,8 +193,50 @@ fn the_rpm_holds_what_make_install_installs_with_the_same_modes() {
 }
 
 #[test]
+fn cockpit_dockgate_declares_the_patternfly_it_bundles() {
+    let lock = std::fs::read_to_string(manifest("cockpit/package-lock.json")).unwrap();
+    let lock: serde_json::Value = serde_json::from_str(&lock).unwrap();
+    let version = lock["packages"]["node_modules/@patternfly/patternfly"]["version"]
+        .as_str()
+        .expect("cockpit/package-lock.json pins @patternfly/patternfly");
+    let rpm = cockpit_rpm();
+    let provides = run("rpm", &["-qp", "--provides", &rpm.display().to_string()]);
+    assert!(
+        provides
+            .lines()
+            .any(|line| line == format!("bundled(npm(@patternfly/patternfly)) = {version}")),
+        "{provides}"
+    );
+    assert_eq!(query(&rpm, "%{ARCH}"), "noarch");
+    let requires = run("rpm", &["-qp", "--requires", &rpm.display().to_string()]);
+    let release = query(&binary_rpm(), "%{VERSION}-%{RELEASE}");
+    for needed in ["cockpit-bridge".to_owned(), format!("dockgate = {release}")] {
+        assert!(
+            requires.lines().any(|line| line == needed),
+            "{needed}:\n{requires}"
+        );
+    }
+    // Its own License: names the page's, PatternFly's and its fonts' licenses.
+    let license = and_terms(&query(&rpm, "%{LICENSE}"));
+    let patternfly = std::fs::read_to_string(manifest(
+        "cockpit/node_modules/@patternfly/patternfly/package.json",
+    ))
+    .unwrap();
+    let patternfly: serde_json::Value = serde_json::from_str(&patternfly).unwrap();
+    let page: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest("cockpit/package.json")).unwrap())
+            .unwrap();
+    for expression in [&page["license"], &patternfly["license"]] {
+        for term in and_terms(expression.as_str().unwrap()) {
+            assert!(license.contains(&term), "{term:?} not in {license:?}");
+        }
+    }
+}
+
+#[test]
 fn only_the_config_is_config_and_it_is_noreplace() {
-    let listed = file_list(&binary_rpm());
+    let mut listed = file_list(&binary_rpm());
+    listed.extend(file_list(&cockpit_rpm()));
     let configs: Vec<(&String, &String)> = listed
         .iter()
         .filter(|(_, (_, flags, _, _))| flags.contains('c'))
@@ -422,6 +515,29 @@ fn the_source_rpm_carries_the_spec_and_both_tarballs() {
         files,
         expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
     );
+    // Source0 carries the built Cockpit page, so that rpmbuild needs no npm.
+    let tarball = rpmbuild_dir().join(format!("SOURCES/dockgate-{version}.tar.gz"));
+    let listing = if tarball.is_file() {
+        run("tar", &["-tzf", &tarball.display().to_string()])
+    } else {
+        run(
+            "bash",
+            &[
+                "-c",
+                "rpm2cpio \"$1\" | cpio -i --quiet --to-stdout \"$2\" | tar -tzf -",
+                "bash",
+                &source_rpm().display().to_string(),
+                &format!("dockgate-{version}.tar.gz"),
+            ],
+        )
+    };
+    for file in cockpit_page() {
+        let path = format!("dockgate-{version}/cockpit/dist/{file}");
+        assert!(
+            listing.lines().any(|line| line == path),
+            "{path} not in Source0"
+        );
+    }
 }
 
 /// rpmlint's output: the packages checked and its closing counts line.
@@ -443,7 +559,8 @@ fn rpmlint(rpmlintrc: Option<&Path>) -> String {
     command
         .arg(manifest("rpm/dockgate.spec"))
         .arg(source_rpm())
-        .arg(binary_rpm());
+        .arg(binary_rpm())
+        .arg(cockpit_rpm());
     let output = command
         .output()
         .expect("rpmlint (package rpmlint) is installed");
