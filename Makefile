@@ -44,6 +44,10 @@ docs:
 	@test -x $(BIN)/examples/gen-docs || { echo "run make build first" >&2; exit 1; }
 	$(BIN)/examples/gen-docs $(GENERATED)
 
+# install makes them when they are not there yet (the generator is built, nothing compiles).
+$(GENERATED)/man/dockgated.8:
+	@$(MAKE) --no-print-directory docs
+
 # The Cockpit page: its own files, and the PatternFly CSS and fonts it uses, pinned by
 # cockpit/package-lock.json. Nothing is fetched when the page runs.
 COCKPIT_FILES := manifest.json index.html index.js client.js format.js theme.js dockgate.css
@@ -62,9 +66,8 @@ cockpit/node_modules/.package-lock.json: cockpit/package.json cockpit/package-lo
 	cd cockpit && npm ci --no-audit --no-fund
 
 # The paths inside the unit and the docker.service drop-in follow BINDIR.
-install:
+install: $(GENERATED)/man/dockgated.8
 	@test -x $(BIN)/dockgated && test -x $(BIN)/dockgatectl || { echo "run make build first" >&2; exit 1; }
-	@test -f $(GENERATED)/man/dockgated.8 || { echo "run make build (or make docs) first" >&2; exit 1; }
 	@test -e cockpit/dist/manifest.json || { echo "run make cockpit first (the Cockpit page)" >&2; exit 1; }
 	$(INSTALL) -Dm755 $(BIN)/dockgated $(DESTDIR)$(BINDIR)/dockgated
 	$(INSTALL) -Dm755 $(BIN)/dockgatectl $(DESTDIR)$(BINDIR)/dockgatectl
