@@ -105,6 +105,7 @@ fn file_list(rpm: &Path) -> BTreeMap<String, (u32, String, String, String)> {
 fn rpm_only(path: &str) -> bool {
     path.starts_with("usr/lib/.build-id")
         || path.starts_with("usr/share/licenses/dockgate")
+        || path.starts_with("usr/share/licenses/cockpit-dockgate")
         || path == "usr/share/doc/dockgate"
         || path == "usr/share/doc/dockgate/README.md"
         || path == "usr/share/doc/cockpit-dockgate"
