@@ -39,8 +39,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Report, read-only, what dockgate sees: firewalld, the zones of Docker's bridges, the
-    /// published ports and whether each is reachable from outside, and DOCKER-USER's rules.
+    /// Report, read-only, what dockgate sees: firewalld, the zones of Docker's bridges, whether
+    /// firewalld holds the rules that the config and the runtime exposures (--config,
+    /// --state-dir) plan, who can reach each published port from outside, and the rules of
+    /// others in DOCKER-USER.
     Inspect {
         /// Machine-readable output.
         #[arg(long)]
