@@ -38,21 +38,6 @@ fn binary_rpm() -> PathBuf {
     PathBuf::from(rpms[0])
 }
 
-fn systemd(command: &str) -> (bool, String, String) {
-    try_sh(&format!("sandbox-ctl systemd {command}"))
-}
-
-fn unit_property(name: &str) -> String {
-    systemd(&format!("systemctl show -P {name} dockgate.service"))
-        .1
-        .trim()
-        .to_owned()
-}
-
-fn journal() -> String {
-    systemd("journalctl --no-pager -o cat -u dockgate.service").1
-}
-
 fn property(name: &str) -> String {
     sh(&format!("busctl --system get-property {API} {name}"))
         .trim()

@@ -18,22 +18,6 @@ const STATE: &str = "/run/sandbox/systemd/var-lib/dockgate";
 /// The sandbox's private copy of the bus's activation files (tests/sandbox/sandbox).
 const ACTIVATION: &str = "/usr/share/dbus-1/system-services/org.dockgate.Dockgate1.service";
 
-fn systemd(command: &str) -> (bool, String, String) {
-    try_sh(&format!("sandbox-ctl systemd {command}"))
-}
-
-fn unit_property(name: &str) -> String {
-    systemd(&format!("systemctl show -P {name} dockgate.service"))
-        .1
-        .trim()
-        .to_owned()
-}
-
-/// What `journalctl -u dockgate` shows an admin (message text only).
-fn journal() -> String {
-    systemd("journalctl --no-pager -o cat -u dockgate.service").1
-}
-
 fn main_pid() -> String {
     unit_property("MainPID")
 }

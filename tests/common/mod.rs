@@ -469,3 +469,22 @@ impl Drop for PolkitRules {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A command run inside the sandbox's systemd (`sandbox-ctl start systemd`): systemctl,
+/// journalctl and the like.
+pub fn systemd(command: &str) -> (bool, String, String) {
+    try_sh(&format!("sandbox-ctl systemd {command}"))
+}
+
+/// A property of dockgate.service as that systemd has it.
+pub fn unit_property(name: &str) -> String {
+    systemd(&format!("systemctl show -P {name} dockgate.service"))
+        .1
+        .trim()
+        .to_owned()
+}
+
+/// What `journalctl -u dockgate` shows an admin (message text only).
+pub fn journal() -> String {
+    systemd("journalctl --no-pager -o cat -u dockgate.service").1
+}
