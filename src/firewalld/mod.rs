@@ -350,11 +350,6 @@ impl Firewalld {
         })
     }
 
-    /// The zone of every interface and source not bound to another zone.
-    pub async fn default_zone(&self) -> Result<String> {
-        Ok(self.main.get_default_zone().await?)
-    }
-
     /// What firewalld lets in to the host itself from outside, for the ports docker-proxy
     /// serves there: the default zone and every zone with a binding, with the ports each
     /// opens (its own and its services').
@@ -424,7 +419,7 @@ impl Firewalld {
         })
     }
 
-    pub async fn reload(&self) -> Result<()> {
+    async fn reload(&self) -> Result<()> {
         Ok(self.main.reload().await?)
     }
 
