@@ -375,15 +375,11 @@ impl Report {
             let mut ports = plain_table(["CONTAINER", "HOST", "PROTO", "TO", "FROM OUTSIDE"]);
             for report in &self.ports {
                 let port = &report.port;
-                let target = match port.container_ip {
-                    Some(ip) => socket(ip, port.container_port),
-                    None => format!("?:{}", port.container_port),
-                };
                 ports.add_row([
                     port.container.clone(),
                     socket(port.host_ip, port.host_port),
                     port.protocol.to_string(),
-                    target,
+                    forwards_to(port),
                     report.describe(),
                 ]);
             }
@@ -417,6 +413,15 @@ fn plain_table<const N: usize>(header: [&str; N]) -> Table {
     let mut table = Table::new();
     table.load_style(NOTHING).set_header(header);
     table
+}
+
+/// Where the port leads. A port of a family the container has no address of is served by
+/// docker-proxy on the host, which connects to the container's port over the other family.
+fn forwards_to(port: &PublishedPort) -> String {
+    match port.container_ip {
+        Some(ip) => socket(ip, port.container_port),
+        None => format!("container port {}", port.container_port),
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +470,22 @@ mod tests {
             enforcement(&plan::Plan::default(), &[foreign]),
             Enforcement::InForce { rules: 0 }
         );
+    }
+
+    #[test]
+    fn a_proxied_port_names_the_container_port_it_leads_to() {
+        let mut port = PublishedPort {
+            container: "db".into(),
+            container_id: "0123456789abcdef".into(),
+            host_ip: "::".parse().unwrap(),
+            host_port: 5432,
+            protocol: crate::docker::Protocol::Tcp,
+            container_ip: None,
+            container_port: 80,
+        };
+        assert_eq!(forwards_to(&port), "container port 80");
+        port.container_ip = Some("fd00::2".parse().unwrap());
+        assert_eq!(forwards_to(&port), "[fd00::2]:80");
     }
 
     #[test]
