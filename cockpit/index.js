@@ -77,6 +77,20 @@ function cell(columnLabel, ...children) {
     return h("td", { class: "pf-v6-c-table__td", "data-label": columnLabel }, ...children);
 }
 
+// The tables are built again from dockgated's answers after every signal. Rows that come out
+// the same stay in the page: a click is a press and a release on the same element, and a
+// table rebuilt between the two (a container stopping elsewhere, a reconcile) would swallow
+// it. `data` is what the rows' handlers hold, so unchanged rows never act on stale answers.
+const shownRows = new WeakMap();
+
+function replaceRows(body, rows, data) {
+    const key = JSON.stringify(data) + "\n" + rows.map(row => row.outerHTML).join("\n");
+    if (shownRows.get(body) === key)
+        return;
+    shownRows.set(body, key);
+    body.replaceChildren(...rows);
+}
+
 function emptyRow(columns, text) {
     return h("tr", { class: "pf-v6-c-table__tr" },
              h("td", { class: "pf-v6-c-table__td dg-empty", colspan: columns }, text));
@@ -246,9 +260,9 @@ function renderPorts() {
                                               family(a) - family(b) || (a.host_ip < b.host_ip ? -1 : a.host_ip > b.host_ip ? 1 : 0));
     if (sorted.length === 0) {
         const props = dockgate.properties;
-        body.replaceChildren(emptyRow(7, props.DockerConnected === false ? "Docker is not running." : "No container publishes a port."));
+        replaceRows(body, [emptyRow(7, props.DockerConnected === false ? "Docker is not running." : "No container publishes a port.")], null);
     } else {
-        body.replaceChildren(...sorted.map(port => {
+        replaceRows(body, sorted.map(port => {
             const state = portState(port);
             let refusal;
             if (!may("expose"))
@@ -277,21 +291,20 @@ function renderPorts() {
                            title: refusal,
                            onclick: () => openExposeDialog(port),
                        })));
-        }));
+        }), sorted);
     }
     $("explain-ports").replaceChildren(...[...new Set(sorted.map(portKey))].map(key => h("option", { value: key })));
 }
 
 function renderExposures() {
     const body = $("exposures").tBodies[0];
-    const now = Date.now() / 1000;
     if (exposures.length === 0) {
-        body.replaceChildren(emptyRow(8, dockgate.properties.Default === "deny"
+        replaceRows(body, [emptyRow(8, dockgate.properties.Default === "deny"
             ? "No exposures: only trusted sources reach published ports."
-            : "No exposures."));
+            : "No exposures.")], null);
         return;
     }
-    body.replaceChildren(...exposures.map(exposure => {
+    replaceRows(body, exposures.map(exposure => {
         const removable = mayRemove(exposure);
         return h("tr", { class: "pf-v6-c-table__tr", "data-id": exposure.id, "data-origin": exposure.origin },
                  cell("Port", exposure.port),
@@ -301,7 +314,8 @@ function renderExposures() {
                      ? h("span", { class: "dg-muted" }, "Config file")
                      : ownerOf(exposure)),
                  cell("Comment", exposure.comment || ""),
-                 cell("Time left", h("span", { "data-expires": exposure.expires_at }, timeLeft(exposure.expires_at, now))),
+                 // Filled in by the clock, so that a row stays the same from one second to the next.
+                 cell("Time left", h("span", { "data-expires": exposure.expires_at })),
                  cell("In force", exposure.active
                      ? label("Yes", "green")
                      : label("Waiting", "grey", "Only while " + exposure.container + " publishes " + exposure.port)),
@@ -314,17 +328,20 @@ function renderExposures() {
                            title: removable ? undefined : removeRefusal(exposure),
                            onclick: event => unexpose(exposure, event.currentTarget),
                        })));
-    }));
+    }), exposures);
+    tickClocks();
 }
 
 // Countdowns and "ago" move every second without asking dockgated.
-setInterval(() => {
+function tickClocks() {
     const now = Date.now() / 1000;
     for (const element of document.querySelectorAll("[data-expires]"))
         element.textContent = timeLeft(Number(element.dataset.expires), now);
     for (const element of document.querySelectorAll("[data-reconciled]"))
         element.textContent = ago(Number(element.dataset.reconciled), now);
-}, 1000);
+}
+
+setInterval(tickClocks, 1000);
 
 function failure(error) {
     return errorKind(error) ? errorKind(error) + ": " + error.message : String(error.message || error);

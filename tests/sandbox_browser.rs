@@ -1062,7 +1062,14 @@ fn expose_a_bad_source_then_client1(browser: &Browser, dockgate: &Dockgate, serv
 
 /// A container started while the page is open shows up in the ports table by itself.
 fn container_started_while_the_page_is_open(browser: &Browser) {
-    let _late = Container::httpd("browser-late", "-p 8081:80");
+    // The exposure made before is not touched by what follows: its row must stay the same
+    // element, or a click on its Remove that is under way (press, then release) is lost.
+    browser.script(
+        "window.dgRemove = document.querySelector(\
+         '#exposures tr[data-origin=\"runtime\"] [data-action=unexpose]'); return null",
+        json!([]),
+    );
+    let late = Container::httpd("browser-late", "-p 8081:80");
     let started = Instant::now();
     browser.wait_for(
         Duration::from_secs(2),
@@ -1075,6 +1082,17 @@ fn container_started_while_the_page_is_open(browser: &Browser) {
         started.elapsed().as_millis()
     );
     assert_ports_as_daemon_says(browser);
+    drop(late);
+    browser.wait_for(
+        Duration::from_secs(2),
+        "browser-late's port to go without a reload",
+        "return document.querySelector('#ports tr[data-port=\"8081/tcp\"]') === null",
+    );
+    assert_eq!(
+        browser.script("return window.dgRemove.isConnected", json!([])),
+        true,
+        "the ports table changed twice; the exposures' rows, unchanged, must stay in the page"
+    );
 }
 
 /// Remove in the page: the exposure is gone, and client1 is refused again.
