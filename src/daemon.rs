@@ -21,8 +21,7 @@ use crate::diff;
 use crate::docker::{Docker, DockerEvent};
 use crate::exposures::{self, Listed, Store, StoreError};
 use crate::firewalld::{Firewall, Firewalld, FirewalldError, Presence, ZoneEvent};
-use crate::plan::{self, Desired, Plan};
-use crate::policy::Policy;
+use crate::plan::{self, Desired, Inputs, Plan};
 use crate::reconcile::docker_view;
 use crate::scheduler::{Batch, Scheduler, Trigger};
 use crate::zones::{self, Binding};
@@ -504,16 +503,15 @@ impl Daemon {
             "Docker read"
         );
         let config = self.wanted.config.clone();
-        let listed = self.wanted.listed();
-        let policy = Policy::new(&config, &listed, &view.ports);
-        let docker_up = docker_answered && self.docker_running != Some(false);
-        let mut desired = plan::desired(
-            &policy,
-            &config.zone,
-            &view,
-            docker_up,
-            self.scheduler.docker_rebuilding(),
-        );
+        let inputs = Inputs {
+            config: &config,
+            runtime: self.wanted.store.all(),
+            docker: &view,
+            docker_up: docker_answered && self.docker_running != Some(false),
+            rebuilding: self.scheduler.docker_rebuilding(),
+        };
+        let listed = inputs.listed();
+        let mut desired = plan::desired(&inputs);
         desired.reseat_verdict = batch.contains(&Trigger::DockerRebuilt);
         let status_now = |status: &mut Status| {
             status.docker_connected = docker_answered;

@@ -19,7 +19,7 @@ use crate::diff;
 use crate::docker::{Docker, PublishedPort};
 use crate::exposures::{self, Store};
 use crate::firewalld::{DOCKER_USER, DirectRule, Firewall, Firewalld, FirewalldInfo, Layer};
-use crate::plan::{self, DockerView};
+use crate::plan::{self, DockerView, Inputs};
 use crate::policy::{self, Access, HostZones, Policy, State};
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,7 +213,7 @@ impl Report {
         };
 
         // dockgate's policy as dockgated would apply it now: the config and the exposures.
-        let policy = Config::load(config_path)
+        let planned = Config::load(config_path)
             .map_err(|error| error.to_string())
             .and_then(|config| {
                 let store = Store::load(applier.state.clone())
@@ -225,17 +225,21 @@ impl Report {
                     .filter(|entry| entry.expires_at == 0 || entry.expires_at > now)
                     .cloned()
                     .collect();
-                let listed = exposures::listed(&config, &runtime);
-                Ok(Policy::new(&config, &listed, &view.ports))
+                let inputs = Inputs {
+                    config: &config,
+                    runtime: &runtime,
+                    docker: &view,
+                    docker_up: true,
+                    rebuilding: false,
+                };
+                Ok((inputs.policy(), plan::desired(&inputs).plan))
             });
-        let dockgate = match (&policy, info.as_ref()) {
+        let policy = planned.as_ref().map(|(policy, _)| policy.clone());
+        let dockgate = match (&planned, info.as_ref()) {
             (_, None) => Readout::Unreadable {
                 error: "firewalld could not be read".to_owned(),
             },
-            (Ok(policy), Some(_)) => Readout::Read(enforcement(
-                &plan::plan(policy, &view.bridges),
-                &runtime_rules,
-            )),
+            (Ok((_, plan)), Some(_)) => Readout::Read(enforcement(plan, &runtime_rules)),
             // No config (dockgate not set up) and none of its rules: Docker alone decides.
             (Err(_), Some(_)) if !runtime_rules.iter().any(diff::owns_rule) => {
                 Readout::Read(Enforcement::NotApplied)

@@ -28,8 +28,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::config::{self, Source, Verdict};
+use crate::config::{self, Config, Source, Verdict};
 use crate::docker::{self, PublishedPort};
+use crate::exposures::{self, Listed, RuntimeExposure};
 use crate::policy::{Grant, Policy};
 use crate::rules::{DirectChain, DirectRule, Family};
 use crate::zones::Binding;
@@ -128,27 +129,46 @@ impl Desired {
     }
 }
 
-/// What dockgate wants given the policy and Docker's view. `docker_up`: Docker answered;
-/// `rebuilding`: Docker is rebuilding its rules after a firewalld reload or start.
-pub fn desired(
-    policy: &Policy,
-    zone: &config::ZoneSettings,
-    docker: &DockerView,
-    docker_up: bool,
-    rebuilding: bool,
-) -> Desired {
+/// What the desired state is built from: the one input of [`desired`], assembled the same way by
+/// the daemon, `dockgated --once` and `dockgated inspect`.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    /// The runtime exposures as stored.
+    pub runtime: &'a [RuntimeExposure],
+    pub docker: &'a DockerView,
+    /// Docker answered: its bridges may be bound to another zone.
+    pub docker_up: bool,
+    /// Docker is rebuilding its rules after a firewalld reload or start.
+    pub rebuilding: bool,
+}
+
+impl Inputs<'_> {
+    /// Every exposure, the config's and the runtime ones, as the API lists them.
+    pub fn listed(&self) -> Vec<Listed> {
+        exposures::listed(self.config, self.runtime)
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy::new(self.config, &self.listed(), &self.docker.ports)
+    }
+}
+
+/// What dockgate wants firewalld to hold, given the config, the exposures and Docker's view.
+pub fn desired(inputs: &Inputs<'_>) -> Desired {
+    let zone = &inputs.config.zone;
     let bridges = match &zone.bind {
         None => Binding::Return,
         // Docker refuses to start while one of its bridges is bound elsewhere.
-        Some(_) if !docker_up => Binding::Return,
-        Some(_) if rebuilding => Binding::Leave,
+        Some(_) if !inputs.docker_up => Binding::Return,
+        Some(_) if inputs.rebuilding => Binding::Leave,
         Some(zone) => Binding::Bind {
             zone: zone.clone(),
-            bridges: docker.bridges.clone(),
+            bridges: inputs.docker.bridges.clone(),
         },
     };
     Desired {
-        plan: plan(policy, &docker.bridges),
+        plan: plan(&inputs.policy(), &inputs.docker.bridges),
         zone: config::ZoneSettings {
             bind: None,
             ..zone.clone()

@@ -8,8 +8,7 @@ use crate::config::{Config, Verdict};
 use crate::docker::{Docker, DockerError};
 use crate::exposures::{self, Store, StoreError};
 use crate::firewalld::Firewall;
-use crate::plan::{self, Desired, DockerView};
-use crate::policy::Policy;
+use crate::plan::{self, Desired, DockerView, Inputs};
 use crate::scheduler::DOCKER_REBUILD_PAUSE;
 use crate::zones::Binding;
 
@@ -62,9 +61,13 @@ pub async fn once<F: Firewall>(
     let view = docker_view(docker).await?;
     let mut store = Store::load(applier.state.clone())?;
     store.expire(exposures::unix_now())?;
-    let listed = exposures::listed(config, store.all());
-    let policy = Policy::new(config, &listed, &view.ports);
-    let mut desired = plan::desired(&policy, &config.zone, &view, true, false);
+    let mut desired = plan::desired(&Inputs {
+        config,
+        runtime: store.all(),
+        docker: &view,
+        docker_up: true,
+        rebuilding: false,
+    });
     let mut outcome = applier.runtime_phase(&desired).await?;
     applier.permanent_phase(&desired, &mut outcome).await?;
     let after_rebuild =

@@ -54,7 +54,13 @@ fn policy_of(config: &Config, view: &DockerView) -> Policy {
 }
 
 fn desired(config: &Config, view: &DockerView) -> Desired {
-    plan::desired(&policy_of(config, view), &config.zone, view, true, false)
+    plan::desired(&plan::Inputs {
+        config,
+        runtime: &[],
+        docker: view,
+        docker_up: true,
+        rebuilding: false,
+    })
 }
 
 /// Who the policy lets in: (source, port index in the view) pairs.
