@@ -13,10 +13,11 @@ use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
-use crate::config::{Config, Exposure, PortRange};
-use crate::docker::PublishedPort;
-use crate::exposures::{InvalidArgument, Listed, Origin, Request};
-use crate::policy::{self, Access, HostZones, Policy};
+use crate::config::{Exposure, PortRange};
+use crate::daemon::status::{ExposureRow, Status};
+use crate::daemon::{self, Answer, Call, Message};
+use crate::exposures::{InvalidArgument, Origin, Request};
+use crate::policy;
 
 pub const BUS_NAME: &str = "org.dockgate.Dockgate1";
 pub const OBJECT_PATH: &str = "/org/dockgate/Dockgate1";
@@ -46,119 +47,20 @@ impl From<InvalidArgument> for ApiError {
     }
 }
 
-/// A change a caller asked for, for the daemon's task; the answer goes back on the channel
-/// once the change is in the kernel.
-#[derive(Debug)]
-pub enum Call {
-    Expose {
-        exposure: Exposure,
-        ttl_seconds: u64,
-        uid: u32,
-    },
-    Unexpose {
-        id: String,
-        uid: u32,
-    },
-    Reconcile {
-        uid: u32,
-    },
-    ReloadConfig {
-        uid: u32,
-    },
-}
-
-pub type Reply = oneshot::Sender<Result<String, ApiError>>;
-
-/// What the read-only methods and the properties answer from; the daemon updates it after
-/// every reconcile.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    pub firewalld_connected: bool,
-    pub docker_connected: bool,
-    pub bridge_zone: String,
-    pub rule_count: u32,
-    /// Unix microseconds.
-    pub last_reconcile: u64,
-    pub config: Config,
-    /// Every exposure, config and runtime.
-    pub exposures: Vec<Listed>,
-    pub ports: Vec<PublishedPort>,
-    /// What firewalld lets in to the host itself (where docker-proxy serves ports), as last
-    /// read; None until firewalld could be read.
-    pub host_zones: Option<HostZones>,
-}
-
-/// One row of ListPorts: a published port and who may reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortRow {
-    pub port: PublishedPort,
-    pub access: Access,
-}
-
-/// One row of ListExposures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExposureRow {
-    pub listed: Listed,
-    pub active: bool,
-}
-
-impl Status {
-    pub fn policy(&self) -> Policy {
-        Policy::new(&self.config, &self.exposures, &self.ports)
-    }
-
-    /// What ListPorts answers; the daemon compares it to announce PortsChanged.
-    pub fn port_rows(&self) -> Vec<PortRow> {
-        let policy = self.policy();
-        self.ports
-            .iter()
-            .map(|port| PortRow {
-                access: policy::access(&policy, self.host_zones.as_ref(), port),
-                port: port.clone(),
-            })
-            .collect()
-    }
-
-    /// What ListExposures answers; the daemon compares it to announce ExposuresChanged.
-    pub fn exposure_rows(&self) -> Vec<ExposureRow> {
-        self.exposures
-            .iter()
-            .map(|listed| ExposureRow {
-                active: policy::in_force(&listed.exposure, &self.ports),
-                listed: listed.clone(),
-            })
-            .collect()
-    }
-}
-
-/// The values behind the properties that can change (Version cannot), to tell which did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Properties {
-    pub firewalld_connected: bool,
-    pub docker_connected: bool,
-    pub default: String,
-    pub verdict: String,
-    pub bridge_zone: String,
-    pub rule_count: u32,
-    pub last_reconcile: u64,
-}
-
-impl Status {
-    pub fn properties(&self) -> Properties {
-        Properties {
-            firewalld_connected: self.firewalld_connected,
-            docker_connected: self.docker_connected,
-            default: self.config.default.to_string(),
-            verdict: self.config.verdict.to_string(),
-            bridge_zone: self.bridge_zone.clone(),
-            rule_count: self.rule_count,
-            last_reconcile: self.last_reconcile,
+impl From<daemon::Error> for ApiError {
+    fn from(error: daemon::Error) -> Self {
+        match error {
+            daemon::Error::NotFound(message) => ApiError::NotFound(message),
+            daemon::Error::ReadOnly(message) => ApiError::ReadOnly(message),
+            daemon::Error::FirewallUnavailable(message) => ApiError::FirewallUnavailable(message),
+            daemon::Error::Failed(message) => ApiError::Failed(message),
         }
     }
 }
 
 pub struct Api {
-    pub calls: mpsc::Sender<(Call, Reply)>,
+    /// To the daemon's task, which decides every change.
+    pub calls: mpsc::Sender<Message>,
     pub status: Arc<Mutex<Status>>,
 }
 
@@ -168,15 +70,15 @@ impl Api {
         look(&self.status.lock().expect("status lock"))
     }
 
-    async fn call(&self, call: Call) -> Result<String, ApiError> {
+    async fn call(&self, call: Call) -> Result<Answer, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.calls
-            .send((call, reply))
+            .send(Message::Call(call, reply))
             .await
             .map_err(|_| ApiError::Failed("dockgated is shutting down".to_owned()))?;
-        answer
+        Ok(answer
             .await
-            .map_err(|_| ApiError::Failed("dockgated is shutting down".to_owned()))?
+            .map_err(|_| ApiError::Failed("dockgated is shutting down".to_owned()))??)
     }
 }
 
@@ -450,12 +352,17 @@ impl Api {
             comment,
             "D-Bus call"
         );
-        self.call(Call::Expose {
-            exposure,
-            ttl_seconds,
-            uid: caller.uid,
-        })
-        .await
+        match self
+            .call(Call::Expose {
+                exposure,
+                ttl_seconds,
+                uid: caller.uid,
+            })
+            .await?
+        {
+            Answer::Id(id) => Ok(id),
+            Answer::Done => Err(ApiError::Failed("no id for the new exposure".to_owned())),
+        }
     }
 
     async fn unexpose(

@@ -170,42 +170,46 @@ impl RuntimeExposure {
     }
 }
 
+/// The runtime exposures as the state file holds them. Pure: a change returns the next value,
+/// which the daemon writes to the state file before it takes it, so that memory never runs
+/// ahead of the disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Stored {
+pub struct Stored {
     /// The number of the last id handed out; ids are never reused.
     last_id: u64,
     exposures: Vec<RuntimeExposure>,
 }
 
-/// The runtime exposures, always equal to what the state file holds.
-#[derive(Debug)]
-pub struct Store {
-    state: StateDir,
-    stored: Stored,
-}
-
-impl Store {
+impl Stored {
     /// Reads the state file (none yet: no exposures). A file that does not parse, or holds an
     /// exposure that would not pass [`Request::check`] today, is an error rather than ignored.
-    pub fn load(state: StateDir) -> Result<Self, StoreError> {
-        let stored: Stored = state.load(FILE)?.unwrap_or_default();
-        Ok(Store { state, stored })
+    pub fn load(state: &StateDir) -> Result<Self, StoreError> {
+        Ok(state.load(FILE)?.unwrap_or_default())
+    }
+
+    /// Writes the state file atomically.
+    pub fn save(&self, state: &StateDir) -> Result<(), StoreError> {
+        Ok(state.store(FILE, self)?)
     }
 
     pub fn all(&self) -> &[RuntimeExposure] {
-        &self.stored.exposures
+        &self.exposures
     }
 
-    /// Adds a checked exposure; the id is returned once the state file holds it.
-    pub fn add(
-        &mut self,
+    pub fn get(&self, id: &str) -> Option<&RuntimeExposure> {
+        self.exposures.iter().find(|exposure| exposure.id == id)
+    }
+
+    /// With a checked exposure added, and its new id.
+    pub fn with(
+        &self,
         exposure: Exposure,
         ttl_seconds: u64,
         owner_uid: u32,
         now: u64,
-    ) -> Result<String, StoreError> {
-        let mut next = self.stored.clone();
+    ) -> (Stored, String) {
+        let mut next = self.clone();
         next.last_id += 1;
         let id = format!("{ID_PREFIX}{}", next.last_id);
         next.exposures.push(RuntimeExposure {
@@ -221,54 +225,44 @@ impl Store {
                 now + ttl_seconds
             },
         });
-        self.commit(next)?;
-        Ok(id)
+        (next, id)
     }
 
-    pub fn remove(&mut self, id: &str) -> Result<RuntimeExposure, StoreError> {
-        let mut next = self.stored.clone();
+    /// Without the exposure `id`, and that exposure.
+    pub fn without(&self, id: &str) -> Result<(Stored, RuntimeExposure), StoreError> {
+        let mut next = self.clone();
         let index = next
             .exposures
             .iter()
             .position(|exposure| exposure.id == id)
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         let removed = next.exposures.remove(index);
-        self.commit(next)?;
-        Ok(removed)
+        Ok((next, removed))
     }
 
-    /// Takes out every exposure whose time is up at `now`; returns them.
-    pub fn expire(&mut self, now: u64) -> Result<Vec<RuntimeExposure>, StoreError> {
+    /// Without the exposures whose time is up at `now`, and those.
+    pub fn expire(&self, now: u64) -> (Stored, Vec<RuntimeExposure>) {
         let (expired, kept): (Vec<_>, Vec<_>) = self
-            .stored
             .exposures
             .iter()
             .cloned()
             .partition(|exposure| exposure.expired(now));
-        if !expired.is_empty() {
-            self.commit(Stored {
-                last_id: self.stored.last_id,
+        (
+            Stored {
+                last_id: self.last_id,
                 exposures: kept,
-            })?;
-        }
-        Ok(expired)
+            },
+            expired,
+        )
     }
 
-    /// When the next exposure expires (Unix seconds), if any does.
-    pub fn next_expiry(&self) -> Option<u64> {
-        self.stored
-            .exposures
+    /// When the next exposure expires after `after` (Unix seconds), if any does.
+    pub fn next_expiry(&self, after: u64) -> Option<u64> {
+        self.exposures
             .iter()
-            .filter(|exposure| exposure.expires_at != 0)
             .map(|exposure| exposure.expires_at)
+            .filter(|&at| at != 0 && at > after)
             .min()
-    }
-
-    /// Writes first, then takes the new state: memory never runs ahead of the disk.
-    fn commit(&mut self, next: Stored) -> Result<(), StoreError> {
-        self.state.store(FILE, &next)?;
-        self.stored = next;
-        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ use crate::apply::Applier;
 use crate::config::{Config, DefaultPolicy};
 use crate::diff;
 use crate::docker::{Docker, PublishedPort};
-use crate::exposures::{self, Store};
+use crate::exposures::{self, Stored};
 use crate::firewalld::{DOCKER_USER, DirectRule, Firewall, Firewalld, FirewalldInfo, Layer};
 use crate::plan::{self, DockerView, Inputs};
 use crate::policy::{self, Access, HostZones, Policy, State};
@@ -216,18 +216,12 @@ impl Report {
         let planned = Config::load(config_path)
             .map_err(|error| error.to_string())
             .and_then(|config| {
-                let store = Store::load(applier.state.clone())
-                    .map_err(|error| format!("{}: {error}", applier.state.path().display()))?;
-                let now = exposures::unix_now();
-                let runtime: Vec<_> = store
-                    .all()
-                    .iter()
-                    .filter(|entry| entry.expires_at == 0 || entry.expires_at > now)
-                    .cloned()
-                    .collect();
+                let (runtime, _) = Stored::load(&applier.state)
+                    .map_err(|error| format!("{}: {error}", applier.state.path().display()))?
+                    .expire(exposures::unix_now());
                 let inputs = Inputs {
                     config: &config,
-                    runtime: &runtime,
+                    runtime: runtime.all(),
                     docker: &view,
                     docker_up: true,
                     rebuilding: false,

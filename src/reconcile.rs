@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::apply::{Applier, ApplyError, Outcome};
 use crate::config::{Config, Verdict};
 use crate::docker::{Docker, DockerError};
-use crate::exposures::{self, Store, StoreError};
+use crate::exposures::{self, StoreError, Stored};
 use crate::firewalld::Firewall;
 use crate::plan::{self, Desired, DockerView, Inputs};
 use crate::scheduler::DOCKER_REBUILD_PAUSE;
@@ -59,8 +59,8 @@ pub async fn once<F: Firewall>(
         return Err(ApplyError::FirewalldNotRunning.into());
     }
     let view = docker_view(docker).await?;
-    let mut store = Store::load(applier.state.clone())?;
-    store.expire(exposures::unix_now())?;
+    // Expired exposures are left out by the clock; the daemon takes them out of the file.
+    let (store, _) = Stored::load(&applier.state)?.expire(exposures::unix_now());
     let mut desired = plan::desired(&Inputs {
         config,
         runtime: store.all(),

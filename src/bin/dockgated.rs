@@ -9,7 +9,7 @@ use dockgate::cli::dockgated::{Cli, Command};
 use dockgate::config::Config;
 use dockgate::daemon::Daemon;
 use dockgate::docker::Docker;
-use dockgate::exposures::Store;
+use dockgate::exposures::Stored;
 use dockgate::firewalld::Firewalld;
 use dockgate::inspect::Report;
 use dockgate::reconcile;
@@ -92,7 +92,7 @@ async fn serve(cli: &Cli) -> ExitCode {
         Ok(applier) => applier,
         Err(reason) => return fail(reason),
     };
-    let store = match Store::load(applier.state.clone()) {
+    let store = match Stored::load(&applier.state) {
         Ok(store) => store,
         Err(error) => {
             return fail(format!(

@@ -184,25 +184,27 @@ fn every_bad_field_is_named() {
 fn exposures_persist_with_ids_that_are_never_reused() {
     let state = scratch("persist");
     let exposure = good_exposure();
-    let mut store = Store::load(state.clone()).unwrap();
-    let first = store.add(exposure.clone(), 0, 1000, 100).unwrap();
-    let second = store.add(exposure.clone(), 60, 0, 100).unwrap();
+    let store = Stored::load(&state).unwrap();
+    let (store, first) = store.with(exposure.clone(), 0, 1000, 100);
+    let (store, second) = store.with(exposure.clone(), 60, 0, 100);
     assert_eq!(
         (first.as_str(), second.as_str()),
         ("runtime-1", "runtime-2")
     );
-    store.remove(&second).unwrap();
+    let (store, removed) = store.without(&second).unwrap();
+    assert_eq!(removed.id, second);
     assert!(matches!(
-        store.remove(&second),
+        store.without(&second),
         Err(StoreError::NotFound(_))
     ));
+    store.save(&state).unwrap();
 
     // A restart: the same exposures, and the next id is new.
-    let mut again = Store::load(state.clone()).unwrap();
+    let again = Stored::load(&state).unwrap();
     assert_eq!(again.all(), store.all());
     assert_eq!(again.all()[0].owner_uid, 1000);
     assert_eq!(again.all()[0].exposure(), exposure);
-    assert_eq!(again.add(exposure, 0, 0, 100).unwrap(), "runtime-3");
+    assert_eq!(again.with(exposure, 0, 0, 100).1, "runtime-3");
     std::fs::remove_dir_all(state.path()).unwrap();
 }
 
@@ -210,29 +212,24 @@ fn exposures_persist_with_ids_that_are_never_reused() {
 fn expiry_applies_also_to_time_that_passed_while_down() {
     let state = scratch("expiry");
     let exposure = good_exposure();
-    let mut store = Store::load(state.clone()).unwrap();
-    let short = store.add(exposure.clone(), 60, 0, 1_000).unwrap();
-    let long = store.add(exposure.clone(), 3600, 0, 1_000).unwrap();
-    let forever = store.add(exposure, 0, 0, 1_000).unwrap();
-    assert_eq!(store.next_expiry(), Some(1_060));
-    assert!(store.expire(1_059).unwrap().is_empty());
-    drop(store);
+    let store = Stored::default();
+    let (store, short) = store.with(exposure.clone(), 60, 0, 1_000);
+    let (store, long) = store.with(exposure.clone(), 3600, 0, 1_000);
+    let (store, forever) = store.with(exposure, 0, 0, 1_000);
+    assert_eq!(store.next_expiry(1_000), Some(1_060));
+    assert_eq!(store.next_expiry(1_060), Some(4_600));
+    assert!(store.expire(1_059).1.is_empty());
+    store.save(&state).unwrap();
 
-    // "Down" until long after both expiries: loading and expiring takes both out, on disk too.
-    let mut store = Store::load(state.clone()).unwrap();
-    let expired: Vec<String> = store
-        .expire(10_000)
-        .unwrap()
-        .into_iter()
-        .map(|exposure| exposure.id)
-        .collect();
+    // "Down" until long after both expiries: loading and expiring takes both out.
+    let (store, expired) = Stored::load(&state).unwrap().expire(10_000);
+    let expired: Vec<String> = expired.into_iter().map(|exposure| exposure.id).collect();
     assert_eq!(expired, [short, long]);
-    assert_eq!(store.next_expiry(), None);
-    let ids: Vec<String> = Store::load(state.clone())
-        .unwrap()
+    assert_eq!(store.next_expiry(10_000), None);
+    let ids: Vec<&str> = store
         .all()
         .iter()
-        .map(|exposure| exposure.id.clone())
+        .map(|exposure| exposure.id.as_str())
         .collect();
     assert_eq!(ids, [forever]);
     std::fs::remove_dir_all(state.path()).unwrap();
@@ -249,7 +246,7 @@ fn a_state_file_with_what_a_caller_could_not_send_is_refused() {
         r#"{"last_id":1,"exposures":[],"extra":1}"#,
     ] {
         std::fs::write(state.path().join(FILE), bad).unwrap();
-        assert!(Store::load(state.clone()).is_err(), "{bad}");
+        assert!(Stored::load(&state).is_err(), "{bad}");
     }
     std::fs::remove_dir_all(state.path()).unwrap();
 }

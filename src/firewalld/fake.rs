@@ -9,6 +9,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::policy::HostZones;
+
 use super::{
     ActiveZone, DirectChain, DirectRule, ErrorCode, Firewall, FirewalldError, Layer,
     PermanentDirect, Result, ZoneAccess, ZoneSettings,
@@ -296,6 +298,17 @@ impl Firewall for Fake {
 
     async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>> {
         Ok(self.state.borrow().active.clone())
+    }
+
+    async fn host_zones(&self) -> Result<HostZones> {
+        let state = self.state.borrow();
+        if !state.running {
+            return Err(FirewalldError::NotRunning);
+        }
+        Ok(HostZones {
+            default_zone: "public".to_owned(),
+            ..HostZones::default()
+        })
     }
 
     async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()> {

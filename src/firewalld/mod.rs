@@ -587,6 +587,8 @@ pub trait Firewall {
     async fn remove_policy(&self, name: &str) -> Result<()>;
 
     async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>>;
+    /// What firewalld lets in to the host itself from outside (see [`Firewalld::host_zones`]).
+    async fn host_zones(&self) -> Result<HostZones>;
     /// Binds an interface to a zone at run time, moving it out of any zone it is in.
     async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()>;
 }
@@ -793,6 +795,10 @@ impl Firewall for Firewalld {
                 (zone, active)
             })
             .collect())
+    }
+
+    async fn host_zones(&self) -> Result<HostZones> {
+        Firewalld::host_zones(self).await
     }
 
     async fn change_zone_of_interface(&self, zone: &str, interface: &str) -> Result<()> {
