@@ -399,7 +399,7 @@ impl Core {
             if batch.contains(&Trigger::FirewalldStarted) {
                 effects.push(Effect::CheckFirewalldCopies);
             }
-            tracing::debug!(trigger = %batch, "reconciling");
+            tracing::debug!(trigger = batch.to_string(), "reconciling");
             self.reconciling = Some(Reconciling {
                 batch,
                 started: clock.now,
@@ -607,7 +607,10 @@ impl Core {
             && self.applied.as_ref()
                 == Some(&(planned.desired.plan.clone(), planned.view.bridges.clone()));
         if unchanged {
-            tracing::debug!(trigger = %reconciling.batch, "Docker changed nothing dockgate enforces");
+            tracing::debug!(
+                trigger = reconciling.batch.to_string(),
+                "Docker changed nothing dockgate enforces"
+            );
             self.status_now(&planned);
             if let Some(reconciling) = self.reconciling.take() {
                 self.answer(reconciling.callers, Ok(()), effects);
@@ -723,7 +726,7 @@ impl Core {
         }
         let duration = clock.now.saturating_duration_since(reconciling.started);
         tracing::info!(
-            trigger = %reconciling.batch,
+            trigger = reconciling.batch.to_string(),
             rules,
             added = outcome.rules_added,
             removed = outcome.rules_removed,
@@ -755,7 +758,12 @@ impl Core {
         };
         self.applied = None;
         let wait = self.scheduler.failed(clock.now);
-        tracing::warn!(trigger = %reconciling.batch, error = failure.message, retry_in_ms = wait.as_millis() as u64, "reconcile failed");
+        tracing::warn!(
+            trigger = reconciling.batch.to_string(),
+            error = failure.message,
+            retry_in_ms = wait.as_millis() as u64,
+            "reconcile failed"
+        );
         self.status_now(&planned);
         self.status.firewalld_connected = !failure.firewalld_down;
         self.answer(reconciling.callers, Err(&failure), effects);
