@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::*;
-
-/// What one probe stream (50 new connections a second from one source) saw.
-#[derive(Debug)]
-struct Stream {
-    attempts: usize,
-    open: usize,
-    failed: usize,
-    last_open: Option<f64>,
-    last_failed: Option<f64>,
-}
 
 const STREAM_RATE: u32 = 50;
 
@@ -27,57 +17,7 @@ fn start_stream(source: &str, seconds: u32) -> Child {
 
 /// `rate` new connections a second from `source` to port 8080 for `seconds`.
 fn start_stream_at(rate: u32, source: &str, seconds: u32) -> Child {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            "client1",
-            "env",
-            "PROBE_TIMES=1",
-            "probe-stream",
-            HOST_V4,
-        ])
-        .args(["8080", &rate.to_string(), &seconds.to_string(), source])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish_stream(child: Child) -> Stream {
-    let output = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut lines = text.lines();
-    let counts: Vec<usize> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|count| count.parse().unwrap())
-        .collect();
-    let times: Vec<Option<f64>> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|time| time.parse().ok())
-        .collect();
-    let (&[attempts, open, rejected, dropped], &[_, last_open, _, last_failed]) =
-        (counts.as_slice(), times.as_slice())
-    else {
-        panic!("probe-stream printed {text:?}")
-    };
-    Stream {
-        attempts,
-        open,
-        failed: rejected + dropped,
-        last_open,
-        last_failed,
-    }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    start_stream_to(8080, rate, source, seconds)
 }
 
 /// The leak probe of issue 4: a denied and an allowed source each open 50 connections a second

@@ -91,6 +91,77 @@ pub fn probe_until_from(address: &str, port: u16, expected: &str, within: Durati
     }
 }
 
+/// What one probe stream saw (tests/sandbox/probe-stream).
+#[derive(Debug)]
+pub struct Stream {
+    pub attempts: usize,
+    pub open: usize,
+    pub failed: usize,
+    pub last_open: Option<f64>,
+    pub last_failed: Option<f64>,
+}
+
+/// `rate` new TCP connections a second from `source` (an address of client1) to HOST_V4:`port`
+/// for `seconds`, each started whatever happened to the ones before.
+pub fn start_stream_to(port: u16, rate: u32, source: &str, seconds: u32) -> std::process::Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "client1",
+            "env",
+            "PROBE_TIMES=1",
+            "probe-stream",
+            HOST_V4,
+        ])
+        .args([
+            &port.to_string(),
+            &rate.to_string(),
+            &seconds.to_string(),
+            source,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn finish_stream(child: std::process::Child) -> Stream {
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
+    let counts: Vec<usize> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|count| count.parse().unwrap())
+        .collect();
+    let times: Vec<Option<f64>> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|time| time.parse().ok())
+        .collect();
+    let (&[attempts, open, rejected, dropped], &[_, last_open, _, last_failed]) =
+        (counts.as_slice(), times.as_slice())
+    else {
+        panic!("probe-stream printed {text:?}")
+    };
+    Stream {
+        attempts,
+        open,
+        failed: rejected + dropped,
+        last_open,
+        last_failed,
+    }
+}
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// Polls a condition until it holds or the time is up; whether it held.
 pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
