@@ -13,7 +13,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub const DEFAULT_SOCKET: &str = "/run/docker.sock";
@@ -23,8 +23,10 @@ const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 /// spelling (a trailing `+` matches any rest). A bridge named with
 /// com.docker.network.bridge.name is not among them.
 pub const BRIDGE_PATTERNS: [&str; 2] = ["docker0", "br-+"];
-/// How long one request to dockerd may take.
-const REQUEST_TIMEOUT_SECS: u64 = 30;
+/// How long one request to dockerd may take. A hung dockerd (stopped, deadlocked: see
+/// moby/moby#50619) holds up every reconcile this long, callers included; its last known view
+/// stands in meanwhile, so a short wait costs no protection.
+const REQUEST_TIMEOUT_SECS: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -39,7 +41,7 @@ pub enum DockerError {
 
 pub type Result<T> = std::result::Result<T, DockerError>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -79,7 +81,7 @@ impl FromStr for Protocol {
 }
 
 /// One host port a running container publishes, as Docker DNATs it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PublishedPort {
     pub container: String,
     pub container_id: String,

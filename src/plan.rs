@@ -28,6 +28,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{self, Config, Source, Verdict};
 use crate::docker::{self, PublishedPort};
 use crate::exposures::{self, Listed, RuntimeExposure};
@@ -62,7 +64,8 @@ const ALLOW_PRIORITY: i32 = 0;
 const DENY_PRIORITY: i32 = 10;
 
 /// Docker's side of the world, as far as the plan needs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DockerView {
     pub ports: Vec<PublishedPort>,
     /// Bridge interfaces of Docker's bridge networks.

@@ -128,6 +128,9 @@ pub enum Effect {
     },
     /// Write the runtime exposures; answer with [`Event::ExposuresSaved`].
     SaveExposures(Stored),
+    /// Keep Docker's view for when Docker does not answer (also after a restart); a failed
+    /// write is only logged: the view in memory serves until the next one.
+    SaveDockerView(DockerView),
     /// Warn when firewalld keeps copies of its rules across restarts (see the shell).
     CheckFirewalldCopies,
     ReadDocker,
@@ -260,6 +263,10 @@ pub struct Core {
     /// Whether Docker's event stream says dockerd runs (None: not heard yet). While it is
     /// stopping its API may still answer, but its bridges must go back to zone docker.
     docker_running: Option<bool>,
+    /// Docker's view as last read: what is judged when Docker does not answer, so that a
+    /// missing answer never shrinks what is judged (custom bridge names, container-bound
+    /// exposures).
+    view: DockerView,
     /// What the last successful reconcile applied: Docker's events that leave it unchanged
     /// need no firewalld call at all.
     applied: Option<(Plan, Vec<String>)>,
@@ -286,7 +293,14 @@ fn bridge_zone(config: &Config) -> String {
 }
 
 impl Core {
-    pub fn new(config_path: PathBuf, config: Config, stored: Stored, clock: &Clock) -> Self {
+    /// `view`: Docker's view as last saved (empty when there is none).
+    pub fn new(
+        config_path: PathBuf,
+        config: Config,
+        stored: Stored,
+        view: DockerView,
+        clock: &Clock,
+    ) -> Self {
         let (in_force, _) = stored.expire(clock.unix());
         // The config and the saved exposures are known at once; firewalld and Docker once
         // the first reconcile has looked.
@@ -308,6 +322,7 @@ impl Core {
             waiting: Vec::new(),
             reconciling: None,
             docker_running: None,
+            view,
             applied: None,
             planned_at: clock.unix(),
             announced: Announced::of(&status),
@@ -569,15 +584,23 @@ impl Core {
         let Some(reconciling) = self.reconciling.as_ref() else {
             return;
         };
-        let (view, docker_answered) = match result {
-            Ok(view) => (view, true),
+        let docker_answered = match result {
+            Ok(view) => {
+                if view != self.view {
+                    effects.push(Effect::SaveDockerView(view.clone()));
+                    self.view = view;
+                }
+                true
+            }
             Err(error) => {
-                // Apply without Docker's view (Docker's own bridge names are still judged),
-                // so that Docker, when it starts, meets the policy.
-                tracing::warn!(%error, "Docker is not reachable; applying the policy without its view");
-                (DockerView::default(), false)
+                // What is judged must not shrink because Docker does not answer (stopped with
+                // live-restore, restarting, hung): its last view stands, custom bridge names
+                // and all, and Docker's own names are judged whatever it says.
+                tracing::warn!(%error, ports = self.view.ports.len(), bridges = ?self.view.bridges, "Docker is not reachable; judging what it last published");
+                false
             }
         };
+        let view = self.view.clone();
         tracing::debug!(
             ports = view.ports.len(),
             bridges = view.bridges.len(),

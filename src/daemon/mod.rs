@@ -43,6 +43,9 @@ pub enum Message {
 
 pub type Reply = oneshot::Sender<Result<Answer, Error>>;
 
+/// Docker's view as last read, for a start while Docker does not answer.
+pub const VIEW_FILE: &str = "docker-view.json";
+
 /// Docker's view as the daemon reads it: a trait, so that the unit tests can take Docker away.
 #[allow(async_fn_in_trait)]
 pub trait DockerSource {
@@ -101,7 +104,15 @@ impl<F: Firewall, D: DockerSource> Daemon<F, D> {
         stored: Stored,
         bus: Option<zbus::Connection>,
     ) -> Self {
-        let core = Core::new(config_path.clone(), config, stored, &clock());
+        // Unreadable is as good as none: Docker's answer replaces it at the first reconcile.
+        let view = match applier.state.load(VIEW_FILE) {
+            Ok(view) => view.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "Docker's last view cannot be read; starting without it");
+                DockerView::default()
+            }
+        };
+        let core = Core::new(config_path.clone(), config, stored, view, &clock());
         Daemon {
             core,
             applier,
@@ -171,6 +182,12 @@ impl<F: Firewall, D: DockerSource> Daemon<F, D> {
                 next.save(&self.applier.state)
                     .map_err(|error| error.to_string()),
             )),
+            Effect::SaveDockerView(view) => {
+                if let Err(error) = self.applier.state.store(VIEW_FILE, &view) {
+                    tracing::warn!(%error, "cannot keep Docker's view in the state dir");
+                }
+                None
+            }
             Effect::CheckFirewalldCopies => {
                 self.warn_if_firewalld_keeps_copies().await;
                 None

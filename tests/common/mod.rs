@@ -326,6 +326,45 @@ pub fn remove_stale_docker0_ports() -> Vec<String> {
     removed
 }
 
+/// dockerd restarted with more arguments (`--live-restore`) for the length of a test; when
+/// dropped, restarted as the sandbox made it.
+pub struct DockerdArgs;
+
+const DOCKERD_ARGS: &str = "/run/sandbox/dockerd-args";
+
+impl DockerdArgs {
+    pub fn set(args: &str) -> DockerdArgs {
+        std::fs::write(DOCKERD_ARGS, args).unwrap();
+        sh("sandbox-ctl restart dockerd");
+        DockerdArgs
+    }
+}
+
+impl Drop for DockerdArgs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(DOCKERD_ARGS);
+        // Started again if it was stopped, restarted if it runs.
+        let _ = try_sh("sandbox-ctl restart dockerd");
+    }
+}
+
+/// A Docker network (`docker network create ARGS NAME`), removed when dropped.
+pub struct DockerNetwork(pub String);
+
+impl DockerNetwork {
+    pub fn create(name: &str, args: &str) -> DockerNetwork {
+        let _ = try_sh(&format!("docker network rm {name}"));
+        sh(&format!("docker network create {args} {name}"));
+        DockerNetwork(name.to_owned())
+    }
+}
+
+impl Drop for DockerNetwork {
+    fn drop(&mut self) {
+        let _ = try_sh(&format!("docker network rm {}", self.0));
+    }
+}
+
 /// Awaits a future for at most `seconds`, panicking with `what` when it takes longer.
 pub async fn within<T>(
     seconds: u64,

@@ -121,9 +121,15 @@ start_containerd() {
 }
 
 start_dockerd() {
-    local extra=()
+    local extra=() more=()
     # Docker 20.10 has ip6tables only as an experimental feature; Docker 28 has it on by default.
     [ "$DOCKGATE_STACK" = bookworm ] && extra=(--experimental --ip6tables)
+    # A test's own arguments (e.g. --live-restore), one line, until it removes the file.
+    if [ -s "$SANDBOX_RUN/dockerd-args" ]; then
+        # read fails at an end of file without a newline, having read the line all the same.
+        read -ra more <"$SANDBOX_RUN/dockerd-args" || true
+        extra+=("${more[@]}")
+    fi
     start_daemon dockerd "${STACK[@]}" dockerd \
         --data-root "$SANDBOX_RUN/docker" --exec-root /run/docker --pidfile /run/docker.pid \
         -H unix:///run/docker.sock --containerd /run/containerd/containerd.sock \

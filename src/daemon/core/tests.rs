@@ -27,6 +27,8 @@ struct World {
     log: Vec<String>,
     saves: usize,
     served: bool,
+    /// The Docker view last written to the state dir.
+    saved_view: Option<DockerView>,
 }
 
 fn docker0_view() -> DockerView {
@@ -46,8 +48,22 @@ fn exposure(port: &str, source: &str) -> Exposure {
     .unwrap()
 }
 
+/// A network made with `-o com.docker.network.bridge.name=appnet0`: a bridge name that no
+/// pattern of Docker's own covers.
+fn appnet_view() -> DockerView {
+    DockerView {
+        ports: vec![published("app", "0.0.0.0", 8181, Protocol::Tcp)],
+        bridges: vec!["appnet0".to_owned(), "docker0".to_owned()],
+    }
+}
+
 impl World {
     fn new(config_text: &str) -> World {
+        World::with_saved_view(config_text, DockerView::default())
+    }
+
+    /// A start with Docker's view as a previous run saved it.
+    fn with_saved_view(config_text: &str, saved: DockerView) -> World {
         let clock = Clock {
             now: Instant::now(),
             unix_micros: 1_800_000_000_000_000,
@@ -57,6 +73,7 @@ impl World {
                 PathBuf::from("/etc/dockgate/dockgate.toml"),
                 config(config_text),
                 Stored::default(),
+                saved,
                 &clock,
             ),
             clock,
@@ -69,6 +86,7 @@ impl World {
             log: Vec::new(),
             saves: 0,
             served: false,
+            saved_view: None,
         }
     }
 
@@ -109,6 +127,10 @@ impl World {
                     } else {
                         Err("No space left on device".to_owned())
                     }))
+                }
+                Effect::SaveDockerView(view) => {
+                    self.saved_view = Some(view);
+                    None
                 }
                 Effect::CheckFirewalldCopies => None,
                 Effect::ReadDocker => {
@@ -393,4 +415,41 @@ fn an_expired_exposure_leaves_the_plan_even_when_the_state_file_cannot_be_writte
         "written once the disk takes it"
     );
     assert_eq!(world.core.next_wake(&world.clock), None);
+}
+
+#[test]
+fn docker_gone_mid_reconcile_leaves_every_bridge_it_had_judged() {
+    let mut world = World::new(DENY);
+    world.docker = Ok(appnet_view());
+    world.settle();
+    assert!(world.last_plan().contains("-o appnet0"));
+    assert_eq!(world.saved_view, Some(appnet_view()), "kept for later");
+    // dockerd stops with live-restore (containers and DNAT stay) and firewalld reloads.
+    world.docker = Err("Docker is not reachable: connection refused".to_owned());
+    world.handle(Event::Trigger(Trigger::DockerStopped));
+    world.handle(Event::Trigger(Trigger::FirewalldReloaded));
+    world.wake();
+    assert_eq!(world.applied.len(), 2);
+    assert!(
+        world.last_plan().contains("-o appnet0"),
+        "a missing answer may add protection, never remove it:\n{}",
+        world.last_plan()
+    );
+    assert!(!world.core.status.docker_connected);
+    assert_eq!(world.core.status.ports, appnet_view().ports, "still listed");
+    // Docker back, the network gone: now it is no longer judged.
+    world.docker = Ok(docker0_view());
+    world.handle(Event::Trigger(Trigger::DockerConnected));
+    world.settle();
+    assert!(!world.last_plan().contains("appnet0"));
+    assert_eq!(world.saved_view, Some(docker0_view()));
+}
+
+#[test]
+fn a_start_while_docker_does_not_answer_judges_what_it_last_published() {
+    let mut world = World::with_saved_view(DENY, appnet_view());
+    world.docker = Err("Docker is not reachable: connection refused".to_owned());
+    world.settle();
+    assert!(world.last_plan().contains("-o appnet0"));
+    assert_eq!(world.saved_view, None, "nothing new to save");
 }
