@@ -26,6 +26,8 @@ pub struct Packet {
     pub out_interface: String,
     pub protocol: Protocol,
     pub orig_port: u16,
+    /// When it arrives: Unix seconds, for the time match.
+    pub time: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +144,8 @@ impl Walk<'_> {
                     let (value, mask) = mark_value(value(1));
                     (self.mark & mask == value, 2)
                 }
+                // The time match with its default, UTC, as the plan writes it.
+                "--datestop" => (self.packet.time <= unix_seconds(value(1)), 2),
                 "--comment" => (true, 2),
                 other => panic!("the simulator does not know {other} in {rule}"),
             };
@@ -166,6 +170,15 @@ fn network(text: &str) -> IpNet {
     text.parse()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .unwrap_or_else(|_| panic!("not a network: {text}"))
+}
+
+/// "2026-12-06T07:00:00" (UTC) -> Unix seconds.
+fn unix_seconds(text: &str) -> u64 {
+    humantime::parse_rfc3339(&format!("{text}Z"))
+        .unwrap_or_else(|_| panic!("not a time match date: {text}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn port(text: &str) -> u16 {

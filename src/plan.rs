@@ -282,7 +282,7 @@ impl Rules<'_> {
     fn judge(&mut self, policy: &Policy) {
         let allow = &["-j", "RETURN"];
         for grant in &policy.allows {
-            let (matches, comment) = match (&grant.grant, grant.ports) {
+            let (mut matches, comment) = match (&grant.grant, grant.ports) {
                 (Grant::Exposure(id), Some(ports)) => {
                     let port = if ports.first == ports.last {
                         ports.first.to_string()
@@ -307,6 +307,10 @@ impl Rules<'_> {
                 // Trusted sources reach every port.
                 _ => (Vec::new(), format!("{MARKER}:trusted")),
             };
+            if let Some(until) = grant.until {
+                matches.extend(["-m", "time", "--datestop"].map(str::to_owned));
+                matches.push(datestop(until));
+            }
             for matcher in source_matchers(&grant.sources, self.family) {
                 let mut all: Vec<String> = matches.clone();
                 all.extend(matcher.args());
@@ -408,6 +412,17 @@ impl Rules<'_> {
             }
         }
     }
+}
+
+/// The time match's `--datestop` for a grant that ends at `until`: the last second it admits,
+/// in UTC (the time match's default). The kernel compares whole seconds and matches up to and
+/// including that second, so the first refused second is `until` itself.
+pub fn datestop(until: u64) -> String {
+    let last = std::time::UNIX_EPOCH + std::time::Duration::from_secs(until.saturating_sub(1));
+    humantime::format_rfc3339_seconds(last)
+        .to_string()
+        .trim_end_matches('Z')
+        .to_owned()
 }
 
 /// `matches.. -m comment --comment COMMENT target..`

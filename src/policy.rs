@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::config::{Config, DefaultPolicy, Exposure, PortRange, Source, Verdict};
 use crate::docker::{Protocol, PublishedPort};
-use crate::exposures::Listed;
+use crate::exposures::{Listed, Origin};
 
 /// Whether an exposure is in force: a container-bound exposure only counts while that
 /// container publishes a port in its range.
@@ -53,6 +53,9 @@ pub struct Allow {
     /// None: every port.
     pub ports: Option<PortRange>,
     pub sources: Vec<Source>,
+    /// The first wall-clock second (Unix) it no longer admits: a time-limited exposure's end,
+    /// which its rules carry, so that the kernel ends it whether dockgated runs or not.
+    pub until: Option<u64>,
 }
 
 impl Allow {
@@ -107,6 +110,7 @@ impl Policy {
             grant: Grant::Trusted,
             ports: None,
             sources: config.trusted.clone(),
+            until: None,
         });
         let exposed = exposures
             .iter()
@@ -115,6 +119,10 @@ impl Policy {
                 grant: Grant::Exposure(listed.id.clone()),
                 ports: Some(listed.exposure.port),
                 sources: listed.exposure.from.clone(),
+                until: match listed.origin {
+                    Origin::Runtime { expires_at, .. } if expires_at != 0 => Some(expires_at),
+                    _ => None,
+                },
             });
         Policy {
             default: config.default,

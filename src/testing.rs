@@ -8,6 +8,9 @@ use proptest::prelude::*;
 use crate::config::Config;
 use crate::docker::{Protocol, PublishedPort};
 
+/// The wall clock of the unit tests (Unix seconds).
+pub const NOW: u64 = 1_800_000_000;
+
 pub fn config(text: &str) -> Config {
     Config::parse(text, Path::new("test.toml")).expect("test config parses")
 }

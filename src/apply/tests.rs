@@ -98,6 +98,7 @@ fn fate(rules: &[DirectRule], view: &DockerView, (source, index): (IpAddr, usize
             out_interface: "docker0".to_owned(),
             protocol: port.protocol,
             orig_port: port.host_port,
+            time: crate::testing::NOW,
         },
     )
 }

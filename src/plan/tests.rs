@@ -229,3 +229,9 @@ fn the_start_up_guard_sits_in_nat_before_docker_and_lets_seen_connections_pass()
     }
     assert_ne!(SEEN_MARK, DENY_MARK);
 }
+
+#[test]
+fn a_time_limited_grant_ends_in_its_rules_at_the_second_it_ends() {
+    // 1_800_000_000 is 2027-01-15T08:00:00Z: the last second it admits is the one before.
+    assert_eq!(datestop(1_800_000_000), "2027-01-15T07:59:59");
+}

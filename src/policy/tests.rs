@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::docker::Protocol;
-use crate::exposures::listed;
+use crate::exposures::{Stored, listed};
 use crate::netfilter::{self, Fate, Packet};
 use crate::plan;
 use crate::testing::{self, config, generated_config};
@@ -342,6 +342,7 @@ proptest! {
                     out_interface: bridge.to_owned(),
                     protocol: port.protocol,
                     orig_port: port.host_port,
+                    time: testing::NOW,
                 };
                 let trace = netfilter::forward(&rules, &packet);
                 prop_assert_eq!(
@@ -375,6 +376,78 @@ proptest! {
                         text.parse::<Source>().is_ok_and(|listed| source_contains(&listed, source))
                     });
                 prop_assert_eq!(in_list, judged.allowed, "ListPorts for {} to {:?}: {:?}", source, port, listed);
+            }
+        }
+    }
+}
+
+/// Runtime exposures until removed or ending 30 s, 60 s or an hour after NOW, made at NOW.
+fn generated_runtime() -> impl Strategy<Value = Stored> {
+    let exposure = (
+        prop::sample::select(vec!["8080/tcp", "8081/tcp", "9000-9002/tcp", "5353/udp"]),
+        prop::sample::select(vec![
+            "10.0.0.1",
+            "10.0.0.0/24",
+            "203.0.113.7",
+            "fd00::1",
+            "any",
+        ]),
+        prop::sample::select(vec![0u64, 30, 60, 3600]),
+    );
+    prop::collection::vec(exposure, 0..4).prop_map(|exposures| {
+        let mut stored = Stored::default();
+        for (port, source, ttl) in exposures {
+            let exposure = crate::exposures::Request {
+                port,
+                sources: &[source.to_owned()],
+                ttl_seconds: ttl,
+                ..Default::default()
+            }
+            .check()
+            .unwrap();
+            stored = stored.with(exposure, ttl, 1000, testing::NOW).0;
+        }
+        stored
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The rules planned now go on judging like the evaluator as time passes without a new
+    /// plan (dockgated stopped): a time-limited exposure's rules end it themselves.
+    #[test]
+    fn the_rules_end_time_limited_exposures_by_themselves(
+        config in generated_config(),
+        ports in generated_ports(),
+        stored in generated_runtime(),
+    ) {
+        let planned_at = stored.expire(testing::NOW).0;
+        let policy = Policy::new(&config, &listed(&config, planned_at.all()), &ports);
+        let planned = plan::plan(&policy, &["docker0".to_owned()]);
+        let rules: Vec<_> = planned.rules.iter().cloned().collect();
+        for later in [0, 29, 30, 59, 60, 3599, 3600, 86_400] {
+            let time = testing::NOW + later;
+            let then = Policy::new(&config, &listed(&config, stored.expire(time).0.all()), &ports);
+            for port in ports.iter().filter(|port| serving(port) == Serving::Dnat) {
+                for source in SOURCES.iter().map(|source| address(source)) {
+                    if source.is_ipv6() != port.host_ip.is_ipv6() {
+                        continue;
+                    }
+                    let packet = Packet {
+                        source,
+                        in_interface: "eth0".to_owned(),
+                        out_interface: "docker0".to_owned(),
+                        protocol: port.protocol,
+                        orig_port: port.host_port,
+                        time,
+                    };
+                    let judged = judge(&then, None, port, source);
+                    prop_assert_eq!(
+                        netfilter::forward(&rules, &packet) == Fate::Through, judged.allowed,
+                        "{} to {:?}, {} s later: {}\n{}", source, port, later, judged.reason, planned.render()
+                    );
+                }
             }
         }
     }
