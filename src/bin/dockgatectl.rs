@@ -154,17 +154,31 @@ mod client {
             Command::Status => {
                 let exposures = api.list_exposures().await.map_err(reason)?;
                 let ports = api.list_ports().await.map_err(reason)?;
-                let last = api.last_reconcile().await.map_err(reason)?;
                 let permissions = api.permissions().await.map_err(reason)?;
+                // All properties in one round trip: a busy bus (someone flooding the API)
+                // delays each round trip, not the amount read.
+                let properties = zbus::fdo::PropertiesProxy::builder(&bus)
+                    .destination(dockgate::api::BUS_NAME)
+                    .path(dockgate::api::OBJECT_PATH)
+                    .build()
+                    .await
+                    .map_err(reason)?
+                    .get_all(zbus::names::InterfaceName::from_static_str_unchecked(
+                        dockgate::api::BUS_NAME,
+                    ))
+                    .await
+                    .map_err(|error| reason(error.into()))?;
+                let property = |name: &str| properties.get(name).map(json).unwrap_or_default();
+                let last = property("LastReconcile").as_u64().unwrap_or(0);
                 let status = serde_json::json!({
-                    "version": api.version().await.map_err(reason)?,
-                    "firewalld_connected": api.firewalld_connected().await.map_err(reason)?,
-                    "docker_connected": api.docker_connected().await.map_err(reason)?,
-                    "default": api.default().await.map_err(reason)?,
-                    "verdict": api.verdict().await.map_err(reason)?,
+                    "version": property("Version"),
+                    "firewalld_connected": property("FirewalldConnected"),
+                    "docker_connected": property("DockerConnected"),
+                    "default": property("Default"),
+                    "verdict": property("Verdict"),
                     "permissions": permissions,
-                    "bridge_zone": api.bridge_zone().await.map_err(reason)?,
-                    "rule_count": api.rule_count().await.map_err(reason)?,
+                    "bridge_zone": property("BridgeZone"),
+                    "rule_count": property("RuleCount"),
                     "last_reconcile": last,
                     "exposures": exposures.len(),
                     "published_ports": ports.len(),
