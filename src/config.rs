@@ -293,6 +293,53 @@ pub struct Exposure {
     pub comment: Option<String>,
 }
 
+/// Bounds on what callers of the API may make (SPEC §3): a user allowed to expose cannot make
+/// firewalld hold an unbounded number of rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Runtime exposures one uid may hold (root is bounded only by the total).
+    #[serde(deserialize_with = "at_least_one")]
+    pub exposures_per_uid: u32,
+    /// Runtime exposures of everyone together.
+    #[serde(deserialize_with = "at_least_one")]
+    pub exposures_total: u32,
+    /// Sources one runtime exposure may list (root's too are bounded only by the argument
+    /// check's 1000).
+    #[serde(deserialize_with = "sources_limit")]
+    pub sources_per_exposure: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            exposures_per_uid: 64,
+            exposures_total: 1024,
+            sources_per_exposure: 256,
+        }
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(deserializer)?;
+    if value == 0 {
+        return Err(de::Error::custom(
+            "must be at least 1 (a bound of 0 would refuse every exposure)",
+        ));
+    }
+    Ok(value)
+}
+
+fn sources_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = at_least_one(deserializer)?;
+    if value as usize > MAX_SOURCES {
+        return Err(de::Error::custom(format!(
+            "at most {MAX_SOURCES}: no exposure may list more sources than that"
+        )));
+    }
+    Ok(value)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -303,6 +350,7 @@ pub struct Config {
     #[serde(deserialize_with = "trusted_sources")]
     pub trusted: Vec<Source>,
     pub zone: ZoneSettings,
+    pub limits: Limits,
     pub expose: Vec<Exposure>,
 }
 
@@ -834,6 +882,10 @@ target = "default"
 services = ["dns"]
 ports = ["5000/tcp", "6000-6010/udp"]
 bind = "internal"
+[limits]
+exposures_per_uid = 16
+exposures_total = 256
+sources_per_exposure = 64
 [[expose]]
 port = "443/tcp"
 from = ["any"]
@@ -856,6 +908,11 @@ comment = "public web"
                 services: Some(vec!["dns".to_owned()]),
                 ports: Some(vec![ports("5000/tcp"), ports("6000-6010/udp")]),
                 bind: Some("internal".to_owned()),
+            },
+            limits: Limits {
+                exposures_per_uid: 16,
+                exposures_total: 256,
+                sources_per_exposure: 64,
             },
             expose: vec![Exposure {
                 port: ports("443/tcp"),

@@ -71,6 +71,29 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// What kind of trigger it is, for everyone on the bus (the `Reconciled` signal): no
+    /// exposure id, uid, address or interface, which only the journal gets.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Retry => "retry",
+            Trigger::FirewalldReloaded => "firewalld-reloaded",
+            Trigger::FirewalldStarted => "firewalld-started",
+            Trigger::BridgeMoved { .. } => "bridge-moved",
+            Trigger::ZoneChanged { .. } => "zone-changed",
+            Trigger::DockerConnected => "docker-connected",
+            Trigger::DockerStopped => "docker-stopped",
+            Trigger::Container { .. } => "container",
+            Trigger::Network { .. } => "network",
+            Trigger::ConfigReloaded { .. } => "config-reloaded",
+            Trigger::Expose { .. } => "expose",
+            Trigger::Unexpose { .. } => "unexpose",
+            Trigger::Reconcile { .. } => "reconcile",
+            Trigger::ExposureExpired => "exposure-expired",
+            Trigger::DockerRebuilt => "docker-rebuilt",
+        }
+    }
+
     pub fn is_docker_event(&self) -> bool {
         matches!(self, Trigger::Container { .. } | Trigger::Network { .. })
     }
@@ -150,6 +173,13 @@ impl Batch {
                     | Trigger::Reconcile { .. }
             )
         })
+    }
+
+    /// The kinds of its triggers, each once, comma-joined ("expose,firewalld-reloaded").
+    pub fn kinds(&self) -> String {
+        let mut kinds: Vec<&str> = self.0.iter().map(Trigger::kind).collect();
+        kinds.dedup();
+        kinds.join(",")
     }
 
     /// Only container and network events: a reconcile that would change nothing needs no

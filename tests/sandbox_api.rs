@@ -348,7 +348,8 @@ fn changes_are_announced_with_signals_and_only_changed_properties() {
         .find(|(member, _)| member == "Reconciled")
         .unwrap_or_else(|| panic!("no Reconciled:\n{}", monitor.text()));
     assert!(
-        reconciled.contains("string \"Expose runtime-1 by uid 0\"")
+        // The kind of change only (SPEC §4): no id, uid or address reaches every listener.
+        reconciled.contains("string \"expose\"")
             && reconciled.contains(&format!("uint32 {rules}"))
             && reconciled.contains("uint64 "),
         "Reconciled(trigger, rules, duration_us): {reconciled}"

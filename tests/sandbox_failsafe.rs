@@ -235,3 +235,214 @@ impl Drop for ReadOnly {
         let _ = try_sh(&format!("umount {}", self.0));
     }
 }
+
+/// Two users allowed to expose (group dockgate, the shipped example rule) and an admin-less
+/// polkit: the setting of issue 18's findings 3 and 4.
+fn colleagues() -> (TestUser, TestUser, PolkitRules) {
+    let alice = TestUser::add("dgo-alice", 64101, &["dockgate"]);
+    let mallory = TestUser::add("dgo-mallory", 64105, &["dockgate"]);
+    let rules = PolkitRules::example("50-dockgate.rules.example");
+    for user in [&alice, &mallory] {
+        assert!(
+            eventually(Duration::from_secs(10), || permissions(&user.name)
+                == "read=yes expose=yes admin=auth"),
+            "polkitd did not pick up the rules for {}: {}\n{}",
+            user.name,
+            permissions(&user.name),
+            sh("grep -n dockgate /etc/group; ls -l /etc/polkit-1/rules.d")
+        );
+    }
+    (alice, mallory, rules)
+}
+
+/// Issue 18, finding 3: a colleague with only `expose` loops Unexpose on the next id (ids are
+/// sequential and visible to anyone with `read`) while Alice exposes. Before, one round in
+/// five removed Alice's fresh exposure: the owner was checked on a published copy that did
+/// not have it yet.
+#[test]
+fn a_colleague_looping_unexpose_on_the_next_id_removes_nothing_of_anothers() {
+    in_sandbox();
+    let _web = Container::httpd("failsafe-race", "-p 8080:80");
+    let service = Service::start("failsafe-race", "default = \"deny\"\n");
+    service.wait_for_api();
+    service.wait_until_settled();
+    let (alice, mallory, _rules) = colleagues();
+    let stop = service.dockgate.dir.join("stop-looping");
+    let mut tries = 0;
+    for round in 1..=20 {
+        let next = format!("runtime-{round}");
+        let _ = std::fs::remove_file(&stop);
+        let looper = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "n=0; while [ ! -e {stop} ]; do \
+                   {as_mallory}busctl --system call {API} Unexpose s {next} >/dev/null 2>&1 \
+                     && echo removed; n=$((n+1)); \
+                 done; echo tries $n",
+                stop = stop.display(),
+                as_mallory = as_user(&mallory.name),
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let (ok, stdout, stderr) = busctl(&alice.name, "Expose sasta{sv} 8080/tcp 1 10.99.1.2 0 0");
+        assert!(ok, "round {round}: alice exposes: {stderr}");
+        assert_eq!(busctl_string(&stdout), next, "ids are sequential");
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(&stop, "").unwrap();
+        let output = looper.wait_with_output().unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !printed.contains("removed") && exposure_ids("root").contains(&next),
+            "round {round}: mallory removed alice's {next}\n{}",
+            service.log()
+        );
+        tries += printed
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        assert_eq!(probe(HOST_V4, 8080), "open", "round {round}");
+        let (ok, _, stderr) = busctl(&alice.name, &format!("Unexpose s {next}"));
+        assert!(ok, "round {round}: alice removes her own: {stderr}");
+    }
+    eprintln!("20 rounds, {tries} Unexpose calls by mallory on the next id, none removed anything");
+    assert!(tries >= 40, "the loop hardly ran: {tries} calls");
+}
+
+/// `dockgatectl status` as root: how long it takes, in ms.
+fn time_status() -> f64 {
+    let started = std::time::Instant::now();
+    sh(&format!("{DOCKGATECTL} status >/dev/null"));
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Issue 18, finding 4: a flood of 1000 Expose calls from a permitted user (before, 300 in
+/// 10 s were all taken) makes the bound's worth of exposures and no more, does not keep root's
+/// `dockgatectl status` waiting, and past the bound a call is refused naming it.
+#[test]
+fn a_flood_of_exposes_stops_at_the_bound_and_does_not_stall_root() {
+    in_sandbox();
+    let _web = Container::httpd("failsafe-flood", "-p 8080:80");
+    let service = Service::start(
+        "failsafe-flood",
+        "default = \"deny\"\n[limits]\nexposures_per_uid = 16\n",
+    );
+    service.wait_for_api();
+    service.wait_until_settled();
+    let (alice, _mallory, _rules) = colleagues();
+
+    let idle = median((0..7).map(|_| time_status()).collect());
+    // The test-support program cargo builds beside this test (tests/support/api_flood.rs).
+    let flooder = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/api_flood");
+    let flood = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{}{} 1000 32",
+            as_user(&alice.name),
+            flooder.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flood_started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let during = median((0..7).map(|_| time_status()).collect());
+    let flooded = flood.wait_with_output().unwrap();
+    let flood_took = flood_started.elapsed();
+    let flooded = String::from_utf8_lossy(&flooded.stdout).trim().to_owned();
+    eprintln!(
+        "{}: dockgatectl status as root: {idle:.1} ms idle, {during:.1} ms during a flood of \
+         1000 Expose calls, 32 in flight, from one connection (which took {:.1} s: {flooded})",
+        stack(),
+        flood_took.as_secs_f64()
+    );
+    assert_eq!(
+        flooded, "calls 1000 ok 16 limit 984 refused 0 other 0",
+        "the flood made the bound's worth and was refused past it"
+    );
+    assert!(
+        flood_took > Duration::from_secs(1),
+        "the flood was over before status was timed"
+    );
+    assert!(
+        during <= 5.0 * idle,
+        "status took {during:.1} ms under the flood, {idle:.1} ms idle"
+    );
+    assert_eq!(
+        exposure_ids("root").len(),
+        16,
+        "the flood made the bound's worth"
+    );
+
+    let (ok, _, refused) = try_sh(&format!(
+        "{}{DOCKGATECTL} expose 8080/tcp --from 10.99.1.9",
+        as_user(&alice.name)
+    ));
+    assert!(
+        !ok && refused.contains("LimitExceeded: limits.exposures_per_uid: uid 64101 holds 16"),
+        "{refused}"
+    );
+    // Root is bounded only by the total.
+    sh(&format!("{DOCKGATECTL} expose 8080/tcp --from 10.99.1.9"));
+}
+
+/// Issue 18, finding 5: every listener on the system bus gets dockgated's signals; a listener
+/// without any right learns no exposure id, uid or address from them.
+#[test]
+fn a_listener_without_rights_learns_no_id_uid_or_address_from_signals() {
+    in_sandbox();
+    let _web = Container::httpd("failsafe-signals", "-p 8080:80");
+    let service = Service::start("failsafe-signals", "default = \"deny\"\n");
+    service.wait_for_api();
+    service.wait_until_settled();
+    let (alice, _mallory, _rules) = colleagues();
+    let output = service.dockgate.dir.join("nobody.monitor");
+    let mut monitor = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+             dbus-monitor --system \"type='signal',path='/org/dockgate/Dockgate1'\" >{} 2>/dev/null",
+            output.display()
+        ))
+        .spawn()
+        .unwrap();
+    let seen = || std::fs::read_to_string(&output).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            sh("busctl --system emit /org/dockgate/Dockgate1 org.dockgate.Test Ready");
+            seen().contains("member=Ready")
+        }),
+        "the monitor saw nothing"
+    );
+    let (ok, stdout, stderr) = busctl(&alice.name, "Expose sasta{sv} 8080/tcp 1 10.99.1.2 600 0");
+    assert!(ok, "{stderr}");
+    let id = busctl_string(&stdout);
+    let (ok, _, stderr) = busctl(&alice.name, &format!("Unexpose s {id}"));
+    assert!(ok, "{stderr}");
+    sh(&format!("{DOCKGATECTL} reload"));
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let text = seen();
+    for member in ["Reconciled", "ExposuresChanged", "PropertiesChanged"] {
+        assert!(
+            text.contains(&format!("member={member}")),
+            "{member}:\n{text}"
+        );
+    }
+    for secret in [id.as_str(), "runtime-", "64101", "dgo-alice", "10.99.1.2"] {
+        assert!(!text.contains(secret), "{secret} in a signal:\n{text}");
+    }
+}

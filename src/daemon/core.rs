@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::apply::Outcome;
 use crate::config::{Config, Exposure, Verdict};
-use crate::exposures::{Listed, Stored};
+use crate::exposures::{Listed, Origin, Stored};
 use crate::plan::{self, Desired, DockerView, Inputs, Plan};
 use crate::policy::HostZones;
 use crate::scheduler::{Batch, FIRST_RETRY, MAX_RETRY, Scheduler, Trigger};
@@ -55,9 +55,22 @@ pub enum Call {
         ttl_seconds: u64,
         uid: u32,
     },
+    /// Whether `uid` may make one more runtime exposure, asked before polkit: a caller at its
+    /// own bound is refused without polkit's work (a flood of calls costs little), and learns
+    /// only about its own exposures. Expose checks every bound again.
+    Admit {
+        uid: u32,
+    },
+    /// What the store holds under an id, before polkit is asked about removing it: the
+    /// owner and the details polkit sees are the store's, never a copy's.
+    Describe {
+        id: String,
+    },
+    /// `admin`: polkit allowed the caller `admin` (needed for another uid's exposure).
     Unexpose {
         id: String,
         uid: u32,
+        admin: bool,
     },
     Reconcile {
         uid: u32,
@@ -73,6 +86,8 @@ pub enum Answer {
     Done,
     /// The new exposure's id.
     Id(String),
+    /// An exposure as the store has it (Describe).
+    Exposure(Listed),
 }
 
 /// The one error type that leaves the core; the API maps it to D-Bus errors once.
@@ -82,6 +97,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     ReadOnly(String),
+    #[error("{0}")]
+    NotAuthorized(String),
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("{0}")]
     FirewallUnavailable(String),
     #[error("{0}")]
@@ -489,31 +508,55 @@ impl Core {
                 ttl_seconds,
                 uid,
             } => {
+                if let Err(error) = self.within_limits(&exposure, uid, clock) {
+                    tracing::warn!(uid, %error, "Expose refused");
+                    effects.push(Effect::Reply(caller, Err(error)));
+                    return;
+                }
                 let (next, id) = self.stored.with(exposure, ttl_seconds, uid, clock.unix());
                 self.save(next, Purpose::Expose { caller, id, uid }, effects);
             }
-            Call::Unexpose { id, uid } => {
-                let listed = crate::exposures::listed(&self.config, &[]);
-                if listed.iter().any(|entry| entry.id == id) {
-                    effects.push(Effect::Reply(
-                        caller,
-                        Err(Error::ReadOnly(format!(
-                            "{id} comes from {}; change it there",
-                            self.config_path.display()
-                        ))),
-                    ));
-                    return;
-                }
-                match self.stored.without(&id) {
+            Call::Admit { uid } => {
+                let answer = self.within_uid_bound(uid, clock).map(|()| Answer::Done);
+                effects.push(Effect::Reply(caller, answer));
+            }
+            Call::Describe { id } => {
+                let answer = self.find(&id, clock).map(Answer::Exposure);
+                effects.push(Effect::Reply(caller, answer));
+            }
+            Call::Unexpose { id, uid, admin } => match self.find(&id, clock) {
+                Err(error) => effects.push(Effect::Reply(caller, Err(error))),
+                Ok(Listed {
+                    origin: Origin::Config,
+                    ..
+                }) => effects.push(Effect::Reply(
+                    caller,
+                    Err(Error::ReadOnly(format!(
+                        "{id} comes from {}; change it there",
+                        self.config_path.display()
+                    ))),
+                )),
+                // The owner may always; anyone else needs admin (root always has it).
+                Ok(Listed {
+                    origin: Origin::Runtime { owner_uid, .. },
+                    ..
+                }) if owner_uid != uid && uid != 0 && !admin => effects.push(Effect::Reply(
+                    caller,
+                    Err(Error::NotAuthorized(format!(
+                        "{id} belongs to uid {owner_uid}; removing another user's exposure needs {}",
+                        crate::api::ACTION_ADMIN
+                    ))),
+                )),
+                Ok(_) => match self.stored.without(&id) {
                     Ok((next, _)) => {
                         self.save(next, Purpose::Unexpose { caller, id, uid }, effects)
                     }
-                    Err(_) => effects.push(Effect::Reply(
+                    Err(error) => effects.push(Effect::Reply(
                         caller,
-                        Err(Error::NotFound(format!("no exposure {id}"))),
+                        Err(Error::NotFound(error.to_string())),
                     )),
-                }
-            }
+                },
+            },
             Call::Reconcile { uid } => {
                 self.scheduler.add(Trigger::Reconcile { uid }, clock.now);
                 self.waiting.push(Waiting {
@@ -526,6 +569,59 @@ impl Core {
                 by: Some((caller, uid)),
             }),
         }
+    }
+
+    /// An exposure by its id: the config's ("config-N") or a runtime one in force.
+    fn find(&self, id: &str, clock: &Clock) -> Result<Listed, Error> {
+        let (in_force, _) = self.stored.expire(clock.unix());
+        crate::exposures::listed(&self.config, in_force.all())
+            .into_iter()
+            .find(|listed| listed.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no exposure {id}")))
+    }
+
+    /// The bounds of `[limits]` on a new runtime exposure; root is bounded only by the total.
+    fn within_limits(&self, exposure: &Exposure, uid: u32, clock: &Clock) -> Result<(), Error> {
+        let limits = self.config.limits;
+        let (in_force, _) = self.stored.expire(clock.unix());
+        let total = in_force.all().len();
+        if total >= limits.exposures_total as usize {
+            return Err(Error::LimitExceeded(format!(
+                "limits.exposures_total: {total} runtime exposures exist, the most allowed; \
+                 remove some, or raise the bound in {}",
+                self.config_path.display()
+            )));
+        }
+        if uid == 0 {
+            return Ok(());
+        }
+        self.within_uid_bound(uid, clock)?;
+        if exposure.from.len() > limits.sources_per_exposure as usize {
+            return Err(Error::LimitExceeded(format!(
+                "limits.sources_per_exposure: {} sources, at most {} per exposure; \
+                 use CIDRs or ranges",
+                exposure.from.len(),
+                limits.sources_per_exposure
+            )));
+        }
+        Ok(())
+    }
+
+    /// The bound on one uid's runtime exposures (root has none).
+    fn within_uid_bound(&self, uid: u32, clock: &Clock) -> Result<(), Error> {
+        let (in_force, _) = self.stored.expire(clock.unix());
+        let owned = in_force
+            .all()
+            .iter()
+            .filter(|entry| entry.owner_uid == uid)
+            .count();
+        if uid != 0 && owned >= self.config.limits.exposures_per_uid as usize {
+            return Err(Error::LimitExceeded(format!(
+                "limits.exposures_per_uid: uid {uid} holds {owned} runtime exposures, the most \
+                 allowed; remove one first (dockgatectl list, dockgatectl unexpose ID)"
+            )));
+        }
+        Ok(())
     }
 
     fn saved(&mut self, result: Result<(), String>, clock: &Clock, effects: &mut Vec<Effect>) {
@@ -761,7 +857,7 @@ impl Core {
         );
         self.answer(reconciling.callers, Ok(()), effects);
         effects.push(Effect::Signal(Signal::Reconciled {
-            trigger: reconciling.batch.to_string(),
+            trigger: reconciling.batch.kinds(),
             rules,
             duration_us: duration.as_micros() as u64,
         }));

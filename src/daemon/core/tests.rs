@@ -339,6 +339,7 @@ fn unexposing_a_config_exposure_is_refused_and_an_unknown_id_is_not_found() {
         Call::Unexpose {
             id: "config-1".to_owned(),
             uid: 0,
+            admin: true,
         },
     );
     world.call(
@@ -346,6 +347,7 @@ fn unexposing_a_config_exposure_is_refused_and_an_unknown_id_is_not_found() {
         Call::Unexpose {
             id: "runtime-9".to_owned(),
             uid: 0,
+            admin: true,
         },
     );
     assert!(matches!(world.reply(1), Some(Err(Error::ReadOnly(_)))));
@@ -452,4 +454,174 @@ fn a_start_while_docker_does_not_answer_judges_what_it_last_published() {
     world.settle();
     assert!(world.last_plan().contains("-o appnet0"));
     assert_eq!(world.saved_view, None, "nothing new to save");
+}
+
+fn expose_as(world: &mut World, caller: CallerId, uid: u32, sources: &[&str]) {
+    let sources: Vec<String> = sources.iter().map(|source| (*source).to_owned()).collect();
+    let exposure = crate::exposures::Request {
+        port: "8080/tcp",
+        sources: &sources,
+        ..Default::default()
+    }
+    .check()
+    .unwrap();
+    world.call(
+        caller,
+        Call::Expose {
+            exposure,
+            ttl_seconds: 0,
+            uid,
+        },
+    );
+}
+
+#[test]
+fn the_store_decides_who_owns_an_exposure_even_before_it_is_applied() {
+    let mut world = World::started(DENY);
+    // Alice's exposure is saved; the reconcile that applies it has not run yet when Bob,
+    // looping on the next id, asks about it.
+    let exposure = exposure("8080/tcp", "203.0.113.7");
+    world.handle(Event::Call(
+        1,
+        Call::Expose {
+            exposure,
+            ttl_seconds: 0,
+            uid: 1000,
+        },
+    ));
+    assert_eq!(world.core.stored().all().len(), 1);
+    world.handle(Event::Call(
+        2,
+        Call::Describe {
+            id: "runtime-1".to_owned(),
+        },
+    ));
+    let Some(Ok(Answer::Exposure(described))) = world.reply(2) else {
+        panic!("{:?}", world.reply(2));
+    };
+    assert!(matches!(
+        described.origin,
+        Origin::Runtime {
+            owner_uid: 1000,
+            ..
+        }
+    ));
+    world.handle(Event::Call(
+        3,
+        Call::Unexpose {
+            id: "runtime-1".to_owned(),
+            uid: 2000,
+            admin: false,
+        },
+    ));
+    assert!(
+        matches!(world.reply(3), Some(Err(Error::NotAuthorized(_)))),
+        "{:?}",
+        world.reply(3)
+    );
+    world.settle();
+    assert_eq!(world.core.stored().all().len(), 1, "Alice's exposure stays");
+    assert!(world.last_plan().contains("runtime-1"));
+    // Its owner may, and so may an admin or root.
+    world.call(
+        4,
+        Call::Unexpose {
+            id: "runtime-1".to_owned(),
+            uid: 1000,
+            admin: false,
+        },
+    );
+    assert_eq!(world.reply(4), Some(&Ok(Answer::Done)));
+    expose_as(&mut world, 5, 1000, &["203.0.113.7"]);
+    world.call(
+        6,
+        Call::Unexpose {
+            id: "runtime-2".to_owned(),
+            uid: 2000,
+            admin: true,
+        },
+    );
+    assert_eq!(world.reply(6), Some(&Ok(Answer::Done)));
+    assert!(world.core.stored().all().is_empty());
+    // An id the store does not hold is not found, whatever a copy said.
+    world.call(
+        7,
+        Call::Describe {
+            id: "runtime-2".to_owned(),
+        },
+    );
+    assert!(matches!(world.reply(7), Some(Err(Error::NotFound(_)))));
+}
+
+#[test]
+fn past_a_bound_an_exposure_is_refused_naming_the_bound() {
+    let mut world = World::started(
+        "default = \"deny\"\n[limits]\nexposures_per_uid = 2\nexposures_total = 4\nsources_per_exposure = 2\n",
+    );
+    let refused = |world: &World, caller| match world.reply(caller) {
+        Some(Err(Error::LimitExceeded(message))) => message.clone(),
+        other => panic!("caller {caller}: {other:?}"),
+    };
+    expose_as(&mut world, 1, 1000, &["203.0.113.7"]);
+    expose_as(&mut world, 2, 1000, &["203.0.113.8", "203.0.113.9"]);
+    expose_as(&mut world, 3, 1000, &["203.0.113.10"]);
+    assert!(refused(&world, 3).starts_with("limits.exposures_per_uid: uid 1000 holds 2"));
+    expose_as(&mut world, 4, 2000, &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert!(refused(&world, 4).starts_with("limits.sources_per_exposure: 3 sources"));
+    // Root is bounded by the total only.
+    expose_as(&mut world, 5, 0, &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    expose_as(&mut world, 6, 2000, &["10.0.0.4"]);
+    assert_eq!(world.core.stored().all().len(), 4);
+    expose_as(&mut world, 7, 0, &["10.0.0.5"]);
+    assert!(refused(&world, 7).starts_with("limits.exposures_total: 4 runtime exposures"));
+    // A refused call changes nothing and applies nothing.
+    let plans = world.applied.len();
+    expose_as(&mut world, 8, 2000, &["10.0.0.6"]);
+    assert!(matches!(world.reply(8), Some(Err(Error::LimitExceeded(_)))));
+    assert_eq!(world.applied.len(), plans);
+    assert_eq!(world.core.stored().all().len(), 4);
+}
+
+#[test]
+fn expired_exposures_do_not_count_against_a_bound() {
+    let mut world = World::started("default = \"deny\"\n[limits]\nexposures_per_uid = 1\n");
+    world.call(
+        1,
+        Call::Expose {
+            exposure: exposure("8080/tcp", "203.0.113.7"),
+            ttl_seconds: 30,
+            uid: 1000,
+        },
+    );
+    world.disk_ok = false;
+    world.advance(Duration::from_secs(31));
+    world.settle();
+    assert_eq!(world.core.stored().all().len(), 1, "not written out yet");
+    world.disk_ok = true;
+    expose_as(&mut world, 2, 1000, &["203.0.113.8"]);
+    assert_eq!(
+        world.reply(2),
+        Some(&Ok(Answer::Id("runtime-2".to_owned())))
+    );
+}
+
+#[test]
+fn signals_name_the_kind_of_change_and_nothing_of_who_or_what() {
+    let mut world = World::started(DENY);
+    expose_as(&mut world, 1, 1000, &["203.0.113.7"]);
+    let reconciled: Vec<&str> = world
+        .signals
+        .iter()
+        .filter_map(|signal| match signal {
+            Signal::Reconciled { trigger, .. } => Some(trigger.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reconciled.last(), Some(&"expose"));
+    for signal in &world.signals {
+        let text = format!("{signal:?}");
+        for secret in ["runtime-1", "1000", "203.0.113.7"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
 }
