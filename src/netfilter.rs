@@ -28,6 +28,9 @@ pub struct Packet {
     pub orig_port: u16,
     /// When it arrives: Unix seconds, for the time match.
     pub time: u64,
+    /// Docker DNATed it (from host port `orig_port`); false for a client that routes straight
+    /// to a container's address, whose `orig_port` is then the container's port.
+    pub dnat: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +123,16 @@ impl Walk<'_> {
                 "-i" => (interface(value(1), &self.packet.in_interface), 2),
                 "-o" => (interface(value(1), &self.packet.out_interface), 2),
                 "-p" => (value(1) == self.packet.protocol.as_str(), 2),
-                "--ctstate" => (value(1).split(',').any(|state| state == "NEW"), 2),
+                // Every connection modelled is new; DNAT is conntrack's virtual state.
+                "--ctstate" => (
+                    value(1).split(',').any(|state| match state {
+                        "NEW" => true,
+                        "DNAT" => self.packet.dnat,
+                        "ESTABLISHED" | "RELATED" | "INVALID" | "UNTRACKED" | "SNAT" => false,
+                        other => panic!("the simulator does not know ctstate {other} in {rule}"),
+                    }),
+                    2,
+                ),
                 "--ctorigdstport" => {
                     let (first, last) = match value(1).split_once(':') {
                         Some((first, last)) => (port(first), port(last)),

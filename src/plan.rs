@@ -289,12 +289,19 @@ impl Rules<'_> {
                     } else {
                         format!("{}:{}", ports.first, ports.last)
                     };
+                    // DNAT: only connections Docker forwarded from that host port. Where
+                    // Docker lets clients route straight to container addresses (gateway
+                    // modes nat-unprotected and routed, --allow-direct-routing, or Docker
+                    // before 28 with a route to its subnet), the original destination port of
+                    // a direct connection is the container's port, which may equal P.
                     (
                         [
                             "-p",
                             ports.protocol.as_str(),
                             "-m",
                             "conntrack",
+                            "--ctstate",
+                            "DNAT",
                             "--ctorigdstport",
                         ]
                         .iter()

@@ -446,3 +446,111 @@ fn a_listener_without_rights_learns_no_id_uid_or_address_from_signals() {
         assert!(!text.contains(secret), "{secret} in a signal:\n{text}");
     }
 }
+
+/// Docker's major version, as the server reports it.
+fn docker_major() -> u32 {
+    sh("docker version -f '{{.Server.Version}}'")
+        .trim()
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .expect("docker version")
+}
+
+/// Issue 18, finding 7: where a client can route straight to container addresses, an
+/// exposure of host port 8080 admits connections Docker DNATed from 8080 only, not a direct
+/// connection to another container's own port 8080. Docker before 28 forwards routed clients
+/// to published container ports on any network; Docker 28 only with gateway mode
+/// nat-unprotected (or --allow-direct-routing), else its raw table drops them itself.
+#[test]
+fn an_exposure_admits_only_what_docker_dnated_from_its_host_port() {
+    in_sandbox();
+    let unprotected = if docker_major() >= 28 {
+        "-o com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected"
+    } else {
+        ""
+    };
+    let _network = DockerNetwork::create(
+        "failsafe-direct",
+        &format!("--subnet 172.30.9.0/24 {unprotected}"),
+    );
+    let _a = Container::httpd(
+        "failsafe-direct-a",
+        "--network failsafe-direct --ip 172.30.9.10 -p 8080:80",
+    );
+    let _b = Container::run(
+        "failsafe-direct-b",
+        "--network failsafe-direct --ip 172.30.9.11 -p 7070:8080",
+        "/bin/httpd -f -p 8080 -h /www",
+    );
+    // Docker 27 and later let firewalld forward from every zone into zone docker (policy
+    // docker-forwarding); with an older Docker an admin adds such a policy to route to
+    // containers, and this test does so for its length.
+    let _forwarding = (docker_major() < 27).then(ForwardingPolicy::add);
+    sh("ip -n client1 route replace 172.30.9.0/24 via 10.99.1.1");
+    // Docker alone: the routed client reaches B's own port 8080.
+    assert_eq!(
+        probe_until("172.30.9.11", 8080, "open", Duration::from_secs(5)),
+        "open",
+        "the sandbox routes client1 to the containers"
+    );
+    let service = Service::start(
+        "failsafe-direct",
+        &format!("default = \"deny\"\n[[expose]]\nport = \"8080/tcp\"\nfrom = [\"{DENIED}\"]\n"),
+    );
+    service.wait_until_settled();
+    assert_eq!(probe(HOST_V4, 8080), "open", "the exposure, through DNAT");
+    assert_eq!(
+        probe("172.30.9.11", 8080),
+        "dropped",
+        "B's own port 8080, routed directly, is no exposure's host port"
+    );
+    assert_eq!(
+        probe("172.30.9.10", 80),
+        "dropped",
+        "A's port, routed directly"
+    );
+    assert_eq!(probe(HOST_V4, 7070), "dropped", "B's host port, unexposed");
+    let _ = try_sh("ip -n client1 route del 172.30.9.0/24");
+}
+
+/// A permanent firewalld policy forwarding from every zone into zone docker, as Docker 27
+/// adds it itself (docker-forwarding); removed when dropped.
+struct ForwardingPolicy;
+
+const FORWARDING_POLICY: &str = "dg-test-forward";
+
+impl ForwardingPolicy {
+    fn add() -> ForwardingPolicy {
+        let policy = format!("firewall-cmd --permanent --policy {FORWARDING_POLICY}");
+        let _ = try_sh(&format!(
+            "firewall-cmd --permanent --delete-policy {FORWARDING_POLICY}"
+        ));
+        sh(&format!(
+            "firewall-cmd --permanent --new-policy {FORWARDING_POLICY} && \
+             {policy} --set-target ACCEPT && {policy} --add-ingress-zone ANY && \
+             {policy} --add-egress-zone docker && firewall-cmd --reload"
+        ));
+        wait_for_docker_rules_to_return();
+        ForwardingPolicy
+    }
+}
+
+impl Drop for ForwardingPolicy {
+    fn drop(&mut self) {
+        let _ = try_sh(&format!(
+            "firewall-cmd --permanent --delete-policy {FORWARDING_POLICY} && firewall-cmd --reload"
+        ));
+        wait_for_docker_rules_to_return();
+    }
+}
+
+/// After a firewalld reload, until Docker's FORWARD jump is back.
+fn wait_for_docker_rules_to_return() {
+    assert!(
+        eventually(Duration::from_secs(10), || sh("iptables -S FORWARD")
+            .contains("-j DOCKER-USER")),
+        "Docker did not restore its rules"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+}

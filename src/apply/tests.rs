@@ -99,6 +99,7 @@ fn fate(rules: &[DirectRule], view: &DockerView, (source, index): (IpAddr, usize
             protocol: port.protocol,
             orig_port: port.host_port,
             time: crate::testing::NOW,
+            dnat: true,
         },
     )
 }

@@ -141,10 +141,10 @@ fn an_exposure_follows_the_host_port_not_the_container_address() {
     assert_eq!(before, plan_of(&config, &moved));
     let text = before.render();
     assert!(text.contains(
-        "ipv4 mangle DOCKGATE-JUDGE 0 -p udp -m conntrack --ctorigdstport 8000:8010 -s 10.99.1.0/24"
+        "ipv4 mangle DOCKGATE-JUDGE 0 -p udp -m conntrack --ctstate DNAT --ctorigdstport 8000:8010 -s 10.99.1.0/24"
     ));
     assert!(text.contains(
-        "ipv6 mangle DOCKGATE-JUDGE 0 -p udp -m conntrack --ctorigdstport 8000:8010 -s fd99:1::/64"
+        "ipv6 mangle DOCKGATE-JUDGE 0 -p udp -m conntrack --ctstate DNAT --ctorigdstport 8000:8010 -s fd99:1::/64"
     ));
 }
 
@@ -234,4 +234,35 @@ fn the_start_up_guard_sits_in_nat_before_docker_and_lets_seen_connections_pass()
 fn a_time_limited_grant_ends_in_its_rules_at_the_second_it_ends() {
     // 1_800_000_000 is 2027-01-15T08:00:00Z: the last second it admits is the one before.
     assert_eq!(datestop(1_800_000_000), "2027-01-15T07:59:59");
+}
+
+#[test]
+fn an_exposure_admits_what_docker_dnated_from_its_host_port_and_nothing_routed_directly() {
+    let config = config(
+        "trusted = [\"10.0.0.0/24\"]\n[[expose]]\nport = \"8080/tcp\"\nfrom = [\"203.0.113.7\"]\n",
+    );
+    let policy = Policy::new(&config, &listed(&config, &[]), &[]);
+    let rules: Vec<_> = plan(&policy, &["docker0".to_owned()])
+        .rules
+        .into_iter()
+        .collect();
+    let packet = |source: &str, dnat: bool| crate::netfilter::Packet {
+        source: source.parse().unwrap(),
+        in_interface: "eth0".to_owned(),
+        out_interface: "docker0".to_owned(),
+        protocol: Protocol::Tcp,
+        // DNATed from host port 8080, or straight to a container's own port 8080.
+        orig_port: 8080,
+        time: crate::testing::NOW,
+        dnat,
+    };
+    use crate::netfilter::{Fate, forward};
+    assert_eq!(forward(&rules, &packet("203.0.113.7", true)), Fate::Through);
+    assert_eq!(
+        forward(&rules, &packet("203.0.113.7", false)),
+        Fate::Dropped,
+        "a routed connection to a container port that equals the exposed host port"
+    );
+    // Trusted sources reach every container, routed or not.
+    assert_eq!(forward(&rules, &packet("10.0.0.9", false)), Fate::Through);
 }

@@ -343,6 +343,7 @@ proptest! {
                     protocol: port.protocol,
                     orig_port: port.host_port,
                     time: testing::NOW,
+                    dnat: true,
                 };
                 let trace = netfilter::forward(&rules, &packet);
                 prop_assert_eq!(
@@ -441,6 +442,7 @@ proptest! {
                         protocol: port.protocol,
                         orig_port: port.host_port,
                         time,
+                        dnat: true,
                     };
                     let judged = judge(&then, None, port, source);
                     prop_assert_eq!(
