@@ -13,11 +13,11 @@ use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
-use crate::config::{Exposure, PortRange};
+use crate::config::{Exposure, OnRevoke, PortRange};
 use crate::daemon::status::{ExposureRow, Status};
 use crate::daemon::{self, Answer, Call, Message};
 use crate::exposures::{InvalidArgument, Origin, Request};
-use crate::policy;
+use crate::policy::{self, Grant, Reason};
 
 pub const BUS_NAME: &str = "org.dockgate.Dockgate1";
 pub const OBJECT_PATH: &str = "/org/dockgate/Dockgate1";
@@ -510,7 +510,18 @@ impl Api {
                 port,
             )
         });
-        Ok((judgement.allowed, judgement.reason.to_string()))
+        let cut = self.read(|status| status.config.on_revoke == OnRevoke::Cut);
+        let reason = match judgement.reason {
+            Reason::Granted {
+                grant: Grant::Exposure(_),
+                ..
+            } if cut => format!(
+                "{}; on_revoke = cut: its connections end when it is removed or expires",
+                judgement.reason
+            ),
+            reason => reason.to_string(),
+        };
+        Ok((judgement.allowed, reason))
     }
 
     async fn reconcile(
@@ -596,6 +607,13 @@ impl Api {
         self.read(|status| status.config.verdict.to_string())
     }
 
+    /// "keep" or "cut": whether removing or expiring an exposure ends the connections it
+    /// admitted.
+    #[zbus(property)]
+    fn on_revoke(&self) -> String {
+        self.read(|status| status.config.on_revoke.to_string())
+    }
+
     #[zbus(property)]
     fn bridge_zone(&self) -> String {
         self.read(|status| status.bridge_zone.clone())
@@ -674,6 +692,8 @@ pub trait Dockgate1 {
     fn default(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn verdict(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn on_revoke(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn bridge_zone(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -243,6 +243,32 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// What removing or expiring an exposure does to the connections it admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRevoke {
+    /// Established connections live on; only new ones are judged.
+    #[default]
+    Keep,
+    /// Every packet from outside is judged, so a connection ends with its grant.
+    Cut,
+}
+
+impl OnRevoke {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnRevoke::Keep => "keep",
+            OnRevoke::Cut => "cut",
+        }
+    }
+}
+
+impl fmt::Display for OnRevoke {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A firewalld zone target, spelled as firewalld spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZoneTarget {
@@ -347,6 +373,7 @@ pub struct Config {
     pub external_interfaces: Vec<String>,
     pub default: DefaultPolicy,
     pub verdict: Verdict,
+    pub on_revoke: OnRevoke,
     #[serde(deserialize_with = "trusted_sources")]
     pub trusted: Vec<Source>,
     pub zone: ZoneSettings,
@@ -876,6 +903,7 @@ mod tests {
 external_interfaces = ["eth0"]
 default = "deny"
 verdict = "drop"
+on_revoke = "cut"
 trusted = ["192.168.1.0/24", "203.0.113.7", "fd00::/8", "10.0.0.5-10.0.0.9", "any"]
 [zone]
 target = "default"
@@ -896,6 +924,7 @@ comment = "public web"
             external_interfaces: vec!["eth0".to_owned()],
             default: DefaultPolicy::Deny,
             verdict: Verdict::Drop,
+            on_revoke: OnRevoke::Cut,
             trusted: vec![
                 net("192.168.1.0/24"),
                 net("203.0.113.7/32"),

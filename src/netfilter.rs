@@ -5,7 +5,8 @@
 //! the test instead of being skipped.
 //!
 //! The path modelled is the one of a connection Docker DNATs to a container: mangle
-//! PREROUTING, nat PREROUTING (before Docker's own DNAT), mangle FORWARD, the filter
+//! PREROUTING, nat PREROUTING (before Docker's own DNAT; first packets only), mangle FORWARD,
+//! the filter
 //! verdicts (direct rules in filter FORWARD and DOCKER-USER, both reached ahead of Docker's
 //! ACCEPTs), mangle POSTROUTING. Without any rule the connection gets through, as with Docker
 //! alone.
@@ -31,6 +32,8 @@ pub struct Packet {
     /// Docker DNATed it (from host port `orig_port`); false for a client that routes straight
     /// to a container's address, whose `orig_port` is then the container's port.
     pub dnat: bool,
+    /// A later packet of an established connection (from the client) rather than its first.
+    pub established: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,12 +126,13 @@ impl Walk<'_> {
                 "-i" => (interface(value(1), &self.packet.in_interface), 2),
                 "-o" => (interface(value(1), &self.packet.out_interface), 2),
                 "-p" => (value(1) == self.packet.protocol.as_str(), 2),
-                // Every connection modelled is new; DNAT is conntrack's virtual state.
+                // DNAT is conntrack's virtual state, true of every packet of the connection.
                 "--ctstate" => (
                     value(1).split(',').any(|state| match state {
-                        "NEW" => true,
+                        "NEW" => !self.packet.established,
+                        "ESTABLISHED" => self.packet.established,
                         "DNAT" => self.packet.dnat,
-                        "ESTABLISHED" | "RELATED" | "INVALID" | "UNTRACKED" | "SNAT" => false,
+                        "RELATED" | "INVALID" | "UNTRACKED" | "SNAT" => false,
                         other => panic!("the simulator does not know ctstate {other} in {rule}"),
                     }),
                     2,
@@ -156,6 +160,8 @@ impl Walk<'_> {
                     let (value, mask) = mark_value(value(1));
                     (self.mark & mask == value, 2)
                 }
+                // Every packet modelled comes from the client that opened the connection.
+                "--ctdir" => (value(1) == "ORIGINAL", 2),
                 // The time match with its default, UTC, as the plan writes it.
                 "--datestop" => (self.packet.time <= unix_seconds(value(1)), 2),
                 "--comment" => (true, 2),
@@ -247,7 +253,9 @@ pub fn forward(rules: &[DirectRule], packet: &Packet) -> Fate {
         mark: 0,
     };
     let _ = walk.chain("mangle", "PREROUTING");
-    if let Verdict::Stop(target, _) = walk.chain("nat", "PREROUTING")
+    // The nat table sees the first packet of a connection only.
+    if !packet.established
+        && let Verdict::Stop(target, _) = walk.chain("nat", "PREROUTING")
         && target == "ACCEPT"
     {
         return Fate::ToHost;

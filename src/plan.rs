@@ -30,7 +30,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{self, Config, Source, Verdict};
+use crate::config::{self, Config, OnRevoke, Source, Verdict};
 use crate::docker::{self, PublishedPort};
 use crate::exposures::{self, Listed, RuntimeExposure};
 use crate::policy::{Grant, Policy};
@@ -196,7 +196,7 @@ pub fn plan(policy: &Policy, bridges: &[String]) -> Plan {
         rules.entry(policy, bridges);
         rules.judge(policy);
         rules.guard();
-        rules.verdict(policy.verdict);
+        rules.verdict(policy.verdict, policy.on_revoke);
     }
     plan
 }
@@ -226,15 +226,26 @@ impl Rules<'_> {
                 .chains
                 .insert(DirectChain::new(self.family, MANGLE, chain));
         }
+        // With on_revoke = "cut", every packet a client outside sends on a connection is
+        // judged, not only the first: a connection ends with the grant that admitted it
+        // (removed, or past the end its rule carries), whether dockgated runs or not. Packets
+        // in the reply direction are never judged.
+        let judged: &[&str] = match policy.on_revoke {
+            OnRevoke::Keep => &["-m", "conntrack", "--ctstate", "NEW"],
+            OnRevoke::Cut => &[
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW,ESTABLISHED",
+                "--ctdir",
+                "ORIGINAL",
+            ],
+        };
         self.add(
             MANGLE,
             "FORWARD",
             0,
-            args(
-                &["-m", "conntrack", "--ctstate", "NEW"],
-                MARKER,
-                &["-j", ENTRY_CHAIN],
-            ),
+            args(judged, MARKER, &["-j", ENTRY_CHAIN]),
         );
         // Matching Docker's own bridge names judges traffic to a new network's containers
         // before dockgate has even heard of the network; custom names come from Docker's view.
@@ -381,7 +392,7 @@ impl Rules<'_> {
     /// once Docker's rebuild after a firewalld reload has pushed them behind its own ACCEPTs
     /// (Docker 20.10 re-adds its rules, and its DOCKER-USER jump, ahead of them; seen in the
     /// sandbox with firewalld 1.3).
-    fn verdict(&mut self, verdict: Verdict) {
+    fn verdict(&mut self, verdict: Verdict, on_revoke: OnRevoke) {
         let marked = &["-m", "mark", "--mark", DENY_MARK];
         self.add(
             MANGLE,
@@ -389,6 +400,31 @@ impl Rules<'_> {
             0,
             args(marked, VERDICT_COMMENT, &["-j", "DROP"]),
         );
+        if on_revoke == OnRevoke::Cut && verdict == Verdict::Drop {
+            // A connection that is cut ends at once with a TCP reset rather than stalling
+            // until the client gives up; "reject" below resets every marked TCP packet.
+            self.add(
+                FILTER,
+                "FORWARD",
+                0,
+                args(
+                    &[
+                        "-m",
+                        "mark",
+                        "--mark",
+                        DENY_MARK,
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "ESTABLISHED",
+                    ],
+                    VERDICT_COMMENT,
+                    &["-j", "REJECT", "--reject-with", "tcp-reset"],
+                ),
+            );
+        }
         if verdict == Verdict::Reject {
             self.plan
                 .foreign_chains

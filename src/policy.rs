@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{Config, DefaultPolicy, Exposure, PortRange, Source, Verdict};
+use crate::config::{Config, DefaultPolicy, Exposure, OnRevoke, PortRange, Source, Verdict};
 use crate::docker::{Protocol, PublishedPort};
 use crate::exposures::{Listed, Origin};
 
@@ -98,6 +98,8 @@ fn is_everyone(source: &Source, v6: bool) -> bool {
 pub struct Policy {
     pub default: DefaultPolicy,
     pub verdict: Verdict,
+    /// Whether a connection ends with the grant that admitted it.
+    pub on_revoke: OnRevoke,
     /// Empty: every interface that is not a Docker bridge.
     pub external_interfaces: Vec<String>,
     /// The trusted sources, then every exposure in force.
@@ -127,6 +129,7 @@ impl Policy {
         Policy {
             default: config.default,
             verdict: config.verdict,
+            on_revoke: config.on_revoke,
             external_interfaces: config.external_interfaces.clone(),
             allows: trusted.into_iter().chain(exposed).collect(),
         }

@@ -554,3 +554,116 @@ fn wait_for_docker_rules_to_return() {
     );
     std::thread::sleep(Duration::from_millis(500));
 }
+
+/// An echo session from client1 to HOST_V4:9000 for at most `seconds`; its lines as they come.
+struct EchoSession {
+    child: std::process::Child,
+}
+
+impl EchoSession {
+    fn open(seconds: u32) -> (EchoSession, f64) {
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", "client1", "echo-session", HOST_V4, "9000"])
+            .arg(seconds.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut first,
+        )
+        .unwrap();
+        let connected = match first.split_whitespace().collect::<Vec<_>>()[..] {
+            ["connected", at] => at.parse().unwrap(),
+            _ => panic!("echo-session: {first:?}"),
+        };
+        (EchoSession { child }, connected)
+    }
+
+    /// How it finished: ("ended", when, why) or ("alive", when, "").
+    fn finish(self) -> (String, f64, String) {
+        let output = self.child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words[..] {
+            ["ended", at, why] => ("ended".to_owned(), at.parse().unwrap(), why.to_owned()),
+            ["alive", at] => ("alive".to_owned(), at.parse().unwrap(), String::new()),
+            _ => panic!("echo-session: {text:?}"),
+        }
+    }
+}
+
+/// on_revoke = "cut": a session through an exposure ends within 1 s of the exposure's removal
+/// and of its expiry (with a reset, though the verdict is drop); with "keep", the default, it
+/// lives on.
+#[test]
+fn with_on_revoke_cut_a_session_ends_with_its_exposure() {
+    in_sandbox();
+    let _echo = Container::run(
+        "failsafe-echo",
+        "-p 9000:9000",
+        "/bin/socat TCP-LISTEN:9000,fork,reuseaddr EXEC:/bin/cat",
+    );
+    let service = Service::start("failsafe-cut", "default = \"deny\"\non_revoke = \"cut\"\n");
+    service.wait_for_api();
+    service.wait_until_settled();
+    let expose = |for_: &str| {
+        sh(&format!(
+            "{DOCKGATECTL} expose 9000/tcp --from {DENIED} {for_}"
+        ))
+        .trim()
+        .to_owned()
+    };
+
+    let id = expose("");
+    let (session, _) = EchoSession::open(10);
+    std::thread::sleep(Duration::from_millis(1500));
+    let removed = unix_now();
+    sh(&format!("{DOCKGATECTL} unexpose {id}"));
+    let (state, at, why) = session.finish();
+    eprintln!("cut on removal: {state} {:.3} s after, {why}", at - removed);
+    assert_eq!((state.as_str(), why.as_str()), ("ended", "reset"));
+    assert!(
+        at - removed < 1.0,
+        "ended {:.3} s after the removal",
+        at - removed
+    );
+
+    let id = expose("--for 6s");
+    let ends = expires_at(&id) as f64;
+    let (session, _) = EchoSession::open(12);
+    let (state, at, why) = session.finish();
+    eprintln!(
+        "cut on expiry: {state} {:.3} s after its end, {why}",
+        at - ends
+    );
+    assert_eq!((state.as_str(), why.as_str()), ("ended", "reset"));
+    assert!(
+        (-0.05..1.0).contains(&(at - ends)),
+        "ended {:.3} s after its end",
+        at - ends
+    );
+
+    // The default, keep: the session outlives the exposure.
+    std::fs::write(
+        service.dockgate.dir.join("dockgate.toml"),
+        "default = \"deny\"\n",
+    )
+    .unwrap();
+    sh(&format!("{DOCKGATECTL} reload"));
+    let id = expose("");
+    let (session, _) = EchoSession::open(5);
+    std::thread::sleep(Duration::from_millis(1500));
+    sh(&format!("{DOCKGATECTL} unexpose {id}"));
+    assert_eq!(
+        probe(HOST_V4, 9000),
+        "dropped",
+        "new connections are refused"
+    );
+    let (state, _, why) = session.finish();
+    assert_eq!(
+        state, "alive",
+        "with on_revoke = keep the session lives on ({why})"
+    );
+}

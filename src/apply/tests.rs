@@ -100,6 +100,7 @@ fn fate(rules: &[DirectRule], view: &DockerView, (source, index): (IpAddr, usize
             orig_port: port.host_port,
             time: crate::testing::NOW,
             dnat: true,
+            established: false,
         },
     )
 }

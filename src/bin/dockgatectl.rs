@@ -176,6 +176,7 @@ mod client {
                     "docker_connected": property("DockerConnected"),
                     "default": property("Default"),
                     "verdict": property("Verdict"),
+                    "on_revoke": property("OnRevoke"),
                     "permissions": permissions,
                     "bridge_zone": property("BridgeZone"),
                     "rule_count": property("RuleCount"),
@@ -211,6 +212,11 @@ mod client {
                     status["rule_count"],
                     status["bridge_zone"].as_str().unwrap_or_default()
                 );
+                if status["on_revoke"] == "cut" {
+                    println!(
+                        "  revoking:   ends the connections an exposure admitted (on_revoke = cut)"
+                    );
+                }
                 if last == 0 {
                     println!("  applied:    never");
                 } else {

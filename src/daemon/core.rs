@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::apply::Outcome;
-use crate::config::{Config, Exposure, Verdict};
+use crate::config::{Config, Exposure, OnRevoke, Verdict};
 use crate::exposures::{Listed, Origin, Stored};
 use crate::plan::{self, Desired, DockerView, Inputs, Plan};
 use crate::policy::HostZones;
@@ -297,9 +297,12 @@ pub struct Core {
 }
 
 /// Whether something waits for Docker's rebuild after a firewalld reload: binding the bridges,
-/// or putting the reject back ahead of Docker's rules in filter FORWARD.
+/// or putting the resets (verdict "reject", on_revoke "cut") back ahead of Docker's rules in
+/// filter FORWARD.
 fn needs_docker_rebuilt(config: &Config) -> bool {
-    config.zone.bind.is_some() || config.verdict == Verdict::Reject
+    config.zone.bind.is_some()
+        || config.verdict == Verdict::Reject
+        || config.on_revoke == OnRevoke::Cut
 }
 
 /// The zone the bridges are bound to while Docker runs.

@@ -303,6 +303,7 @@ impl<F: Firewall, D: DockerSource> Daemon<F, D> {
                     Property::DockerConnected => interface.docker_connected_changed(emitter).await,
                     Property::Default => interface.default_changed(emitter).await,
                     Property::Verdict => interface.verdict_changed(emitter).await,
+                    Property::OnRevoke => interface.on_revoke_changed(emitter).await,
                     Property::BridgeZone => interface.bridge_zone_changed(emitter).await,
                     Property::RuleCount => interface.rule_count_changed(emitter).await,
                     Property::LastReconcile => interface.last_reconcile_changed(emitter).await,

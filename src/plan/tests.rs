@@ -255,6 +255,7 @@ fn an_exposure_admits_what_docker_dnated_from_its_host_port_and_nothing_routed_d
         orig_port: 8080,
         time: crate::testing::NOW,
         dnat,
+        established: false,
     };
     use crate::netfilter::{Fate, forward};
     assert_eq!(forward(&rules, &packet("203.0.113.7", true)), Fate::Through);

@@ -344,6 +344,7 @@ proptest! {
                     orig_port: port.host_port,
                     time: testing::NOW,
                     dnat: true,
+                    established: false,
                 };
                 let trace = netfilter::forward(&rules, &packet);
                 prop_assert_eq!(
@@ -443,6 +444,7 @@ proptest! {
                         orig_port: port.host_port,
                         time,
                         dnat: true,
+                        established: false,
                     };
                     let judged = judge(&then, None, port, source);
                     prop_assert_eq!(
@@ -450,6 +452,54 @@ proptest! {
                         "{} to {:?}, {} s later: {}\n{}", source, port, later, judged.reason, planned.render()
                     );
                 }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// With on_revoke = "cut" the rules judge every later packet of a connection from outside
+    /// like its first (a TCP one that is refused gets a reset, ending the session); with
+    /// "keep", established connections are never judged.
+    #[test]
+    fn with_cut_every_packet_of_a_connection_is_judged_like_its_first(
+        config in generated_config(),
+        ports in generated_ports(),
+        cut in any::<bool>(),
+    ) {
+        let mut config = config;
+        config.on_revoke = if cut { OnRevoke::Cut } else { OnRevoke::Keep };
+        let policy = Policy::new(&config, &listed(&config, &[]), &ports);
+        let rules: Vec<_> = plan::plan(&policy, &["docker0".to_owned()]).rules.into_iter().collect();
+        for port in ports.iter().filter(|port| serving(port) == Serving::Dnat) {
+            for source in SOURCES.iter().map(|source| address(source)) {
+                if source.is_ipv6() != port.host_ip.is_ipv6() {
+                    continue;
+                }
+                let packet = Packet {
+                    source,
+                    in_interface: "eth0".to_owned(),
+                    out_interface: "docker0".to_owned(),
+                    protocol: port.protocol,
+                    orig_port: port.host_port,
+                    time: testing::NOW,
+                    dnat: true,
+                    established: true,
+                };
+                let fate = netfilter::forward(&rules, &packet);
+                let allowed = judge(&policy, None, port, source).allowed;
+                let expected = if !cut || allowed {
+                    Fate::Through
+                } else if port.protocol == Protocol::Tcp {
+                    Fate::Rejected("tcp-reset".to_owned())
+                } else if config.verdict == Verdict::Reject {
+                    Fate::Rejected("icmp-port-unreachable".to_owned())
+                } else {
+                    Fate::Dropped
+                };
+                prop_assert_eq!(fate, expected, "{} to {:?}, cut {}", source, port, cut);
             }
         }
     }
