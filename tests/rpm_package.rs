@@ -363,6 +363,30 @@ fn the_scriptlets_hand_the_unit_to_systemd() {
             "{scriptlet}:\n{body}"
         );
     }
+    // Erased (not upgraded), the package gives the host back before its files go.
+    let preun = scripts
+        .split("preuninstall scriptlet")
+        .nth(1)
+        .unwrap_or_default();
+    let remove = preun
+        .find("/usr/bin/dockgated --remove")
+        .unwrap_or_else(|| panic!("no dockgated --remove in:\n{preun}"));
+    assert!(
+        preun[..remove].contains("if [ $1 -eq 0 ]; then"),
+        "only on erase:\n{preun}"
+    );
+    // Erased (not upgraded), the package gives the host back before its files go.
+    let preun = scripts
+        .split("preuninstall scriptlet")
+        .nth(1)
+        .unwrap_or_default();
+    let remove = preun
+        .find("/usr/bin/dockgated --remove")
+        .unwrap_or_else(|| panic!("no dockgated --remove in:\n{preun}"));
+    assert!(
+        preun[..remove].contains("if [ $1 -eq 0 ]; then"),
+        "only on erase:\n{preun}"
+    );
     let requires = run("rpm", &["-qp", "--requires", &rpm.display().to_string()]);
     for needed in ["firewalld", "polkit", "dbus-common", "systemd"] {
         assert!(

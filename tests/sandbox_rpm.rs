@@ -184,3 +184,105 @@ fn the_packaged_files_run_under_systemd_and_enforce_the_policy() {
         "rules after stop"
     );
 }
+
+/// firewalld.conf's CleanupOnExit as firewalld's config API reports it.
+fn cleanup_on_exit() -> String {
+    sh("busctl --system get-property org.fedoraproject.FirewallD1 \
+        /org/fedoraproject/FirewallD1/config org.fedoraproject.FirewallD1.config CleanupOnExit")
+    .trim()
+    .to_owned()
+}
+
+/// Direct rules and chains of both of firewalld's layers that are dockgate's.
+fn dockgate_direct_config() -> String {
+    sh(
+        "firewall-cmd --direct --get-all-chains; firewall-cmd --direct --get-all-rules; \
+        firewall-cmd --permanent --direct --get-all-chains; \
+        firewall-cmd --permanent --direct --get-all-rules",
+    )
+    .lines()
+    .filter(|line| line.contains("dockgate") || line.contains("DOCKGATE"))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// Issue 18, finding 6: erasing the package (not upgrading it) gives the host back. Before,
+/// the unit stopped and the rest stayed: dockgate's rules in firewalld's permanent config,
+/// CleanupOnExit=no, the bridges bound to the `bind` zone, and with the docker.service drop-in
+/// gone, dockerd's next start failed (ZONE_CONFLICT).
+#[test]
+fn erasing_the_package_gives_the_host_back() {
+    in_sandbox();
+    let rpm = binary_rpm();
+    let _web = Container::httpd("rpm-erase-web", "-p 8080:80 --restart always");
+    let cleanup_before = cleanup_on_exit();
+    sh("sandbox-ctl start systemd");
+    let _booted = Booted;
+    install_payload(&rpm);
+    std::fs::write(
+        CONFIG,
+        "default = \"deny\"\n\n[zone]\nbind = \"internal\"\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = systemd("systemctl start dockgate.service");
+    assert!(ok, "systemctl start: {stderr}\n{}", journal());
+    assert!(
+        eventually(Duration::from_secs(20), || zone_now("docker0")
+            == "internal"),
+        "docker0 was not bound:\n{}",
+        journal()
+    );
+    sh(&format!(
+        "{PAYLOAD}/usr/bin/dockgatectl expose 8080/tcp --from 10.99.1.2 --for 1h"
+    ));
+    sh(&format!("{PAYLOAD}/usr/bin/dockgatectl unexpose runtime-1"));
+    assert_eq!(probe(HOST_V4, 8080), "dropped");
+    assert!(dockgate_rules() > 0 && !dockgate_direct_config().is_empty());
+    assert_ne!(
+        cleanup_on_exit(),
+        cleanup_before,
+        "dockgate turned CleanupOnExit off"
+    );
+
+    // rpm -e: systemd-update-helper (Fedora's; Debian has none) stops and disables the unit,
+    // then the rest of the package's %preun runs with $1 = 0, in the host's namespaces (here:
+    // the nested systemd's, where /var/lib is the unit's), the packaged binary standing in for
+    // /usr/bin's.
+    let (ok, _, stderr) = systemd("systemctl disable --now dockgate.service");
+    assert!(ok, "{stderr}");
+    let preun = sh(&format!(
+        "rpm -qp --queryformat '%{{PREUN}}' {}",
+        rpm.display()
+    ))
+    .replace(
+        "/usr/bin/dockgated",
+        &format!("{PAYLOAD}/usr/bin/dockgated"),
+    );
+    std::fs::write(format!("{SYSTEMD}/preun.sh"), &preun).unwrap();
+    let (ok, out, err) = systemd(&format!("sh {SYSTEMD}/preun.sh 0"));
+    assert!(ok, "%preun: {out}{err}");
+
+    assert_eq!(dockgate_rules(), 0, "{}", sh("iptables-save"));
+    assert_eq!(
+        dockgate_direct_config(),
+        "",
+        "dockgate's direct config is gone"
+    );
+    assert_eq!(
+        cleanup_on_exit(),
+        cleanup_before,
+        "CleanupOnExit given back"
+    );
+    assert_eq!(
+        zone_now("docker0"),
+        "docker",
+        "the bridges back in zone docker"
+    );
+    // Docker restarts as before dockgate, and the published port follows Docker's defaults.
+    sh("sandbox-ctl restart dockerd");
+    assert_eq!(
+        probe_until(HOST_V4, 8080, "open", Duration::from_secs(15)),
+        "open",
+        "the published port is Docker's again"
+    );
+}
