@@ -14,6 +14,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::plan::DockerView;
 use tokio::sync::mpsc;
 
 pub const DEFAULT_SOCKET: &str = "/run/docker.sock";
@@ -123,6 +125,66 @@ pub enum DockerEvent {
     Network { action: String, id: String },
     Disconnected,
     Resynced,
+}
+
+/// Docker as dockgate reads it: a trait, so that the unit tests can take Docker away.
+#[allow(async_fn_in_trait)]
+pub trait DockerApi {
+    /// What Docker publishes and which bridges carry its networks.
+    async fn view(&self) -> Result<DockerView>;
+    /// When Docker last finished re-creating its firewall rules after a firewalld reload, in
+    /// Unix seconds (Docker 28.1 and later, API 1.49: `FirewallBackend` `ReloadedAt` of
+    /// `docker info`, set once the rebuild is over); None when Docker does not say.
+    async fn reloaded_at(&self) -> Result<Option<u64>>;
+}
+
+impl DockerApi for Docker {
+    async fn view(&self) -> Result<DockerView> {
+        let ports = self.published_ports().await?;
+        let bridges = self
+            .networks()
+            .await?
+            .into_iter()
+            .filter_map(|network| network.bridge)
+            .collect();
+        Ok(DockerView { ports, bridges })
+    }
+
+    async fn reloaded_at(&self) -> Result<Option<u64>> {
+        let info = self.client()?.info().await?;
+        Ok(info
+            .firewall_backend
+            .and_then(|backend| backend.info)
+            .into_iter()
+            .flatten()
+            .find(|pair| pair.first().is_some_and(|label| label == "ReloadedAt"))
+            .and_then(|pair| unix_seconds(pair.get(1)?)))
+    }
+}
+
+/// An RFC 3339 time as Docker writes it (Go's time.RFC3339: whole seconds, then "Z" or the
+/// daemon's offset such as "+01:00") in Unix seconds. humantime parses "Z" only, so the
+/// offset is taken off by hand; chrono or time would be a crate for these few lines.
+fn unix_seconds(text: &str) -> Option<u64> {
+    let (local, offset) = text.split_at_checked(19)?;
+    let local = humantime::parse_rfc3339(&format!("{local}Z"))
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    let offset = match offset {
+        "Z" => 0,
+        _ => {
+            let sign = match offset.get(..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let (hours, minutes) = offset.get(1..)?.split_once(':')?;
+            sign * (hours.parse::<i64>().ok()? * 3600 + minutes.parse::<i64>().ok()? * 60)
+        }
+    };
+    u64::try_from(local - offset).ok()
 }
 
 #[derive(Clone)]
@@ -374,6 +436,21 @@ fn container_addresses(container: &ContainerSummary) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_times_with_an_offset_are_unix_seconds() {
+        assert_eq!(unix_seconds("2026-12-06T08:59:18Z"), Some(1_796_547_558));
+        assert_eq!(
+            unix_seconds("2026-12-06T09:59:18+01:00"),
+            Some(1_796_547_558)
+        );
+        assert_eq!(
+            unix_seconds("2026-12-06T03:29:18-05:30"),
+            Some(1_796_547_558)
+        );
+        assert_eq!(unix_seconds("yesterday"), None);
+        assert_eq!(unix_seconds("2026-12-06T08:59:18+0100"), None);
+    }
 
     #[test]
     fn bridge_names_follow_docker() {

@@ -15,6 +15,7 @@ pub mod logging;
 mod netfilter;
 pub mod plan;
 pub mod policy;
+pub mod rebuild;
 pub mod reconcile;
 pub mod rules;
 pub mod scheduler;

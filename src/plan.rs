@@ -157,6 +157,15 @@ impl Inputs<'_> {
     }
 }
 
+/// Whether something of the config waits for Docker's rebuild after a firewalld reload:
+/// binding the bridges, or putting the resets (verdict "reject", on_revoke "cut") back ahead
+/// of Docker's rules in filter FORWARD.
+pub fn waits_for_docker_rebuild(config: &Config) -> bool {
+    config.zone.bind.is_some()
+        || config.verdict == Verdict::Reject
+        || config.on_revoke == OnRevoke::Cut
+}
+
 /// What dockgate wants firewalld to hold, given the config, the exposures and Docker's view.
 pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let zone = &inputs.config.zone;

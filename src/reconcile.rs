@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use crate::apply::{Applier, ApplyError, Outcome};
-use crate::config::{Config, Verdict};
-use crate::docker::{Docker, DockerError};
+use crate::config::Config;
+use crate::docker::{Docker, DockerApi, DockerError};
 use crate::exposures::{self, StoreError, Stored};
 use crate::firewalld::Firewall;
-use crate::plan::{self, Desired, DockerView, Inputs};
-use crate::scheduler::DOCKER_REBUILD_PAUSE;
+use crate::plan::{self, Desired, Inputs};
+use crate::rebuild;
 use crate::zones::Binding;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +20,6 @@ pub enum ReconcileError {
     Docker(#[from] DockerError),
     #[error("runtime exposures: {0}")]
     Exposures(#[from] StoreError),
-}
-
-/// What Docker publishes and which bridges carry its networks.
-pub async fn docker_view(docker: &Docker) -> Result<DockerView, DockerError> {
-    let ports = docker.published_ports().await?;
-    let bridges = docker
-        .networks()
-        .await?
-        .into_iter()
-        .filter_map(|network| network.bridge)
-        .collect();
-    Ok(DockerView { ports, bridges })
 }
 
 /// What `--once` did.
@@ -58,7 +46,7 @@ pub async fn once<F: Firewall>(
     {
         return Err(ApplyError::FirewalldNotRunning.into());
     }
-    let view = docker_view(docker).await?;
+    let view = docker.view().await?;
     // Expired exposures are left out by the clock; the daemon takes them out of the file.
     let (store, _) = Stored::load(&applier.state)?.expire(exposures::unix_now());
     let mut desired = plan::desired(&Inputs {
@@ -68,14 +56,19 @@ pub async fn once<F: Firewall>(
         docker_up: true,
         rebuilding: false,
     });
+    // Before the apply, which may reload: Docker's rebuild ends after this second.
+    let since = exposures::unix_now();
     let mut outcome = applier.runtime_phase(&desired).await?;
     applier.permanent_phase(&desired, &mut outcome).await?;
-    let after_rebuild =
-        matches!(desired.bridges, Binding::Bind { .. }) || config.verdict == Verdict::Reject;
-    if outcome.reloaded && after_rebuild {
-        // Not the daemon: a one-shot command may simply wait out Docker's rebuild, then bind
+    if outcome.reloaded && plan::waits_for_docker_rebuild(config) {
+        // Not the daemon: a one-shot command may simply wait for Docker's rebuild, then bind
         // and put the reject back in front, as the daemon does then.
-        tokio::time::sleep(DOCKER_REBUILD_PAUSE).await;
+        if !rebuild::wait_until_over(&applier.firewall, docker, since, &view.ports).await {
+            tracing::warn!(
+                "Docker's rebuild after the reload was not seen to end within {:?}; going on",
+                rebuild::MAX_WAIT
+            );
+        }
         desired.reseat_verdict = true;
         let again = applier.runtime_phase(&desired).await?;
         outcome.writes += again.writes;

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::rebuild;
+
 /// How long to wait for more events after the first one before reconciling: Docker starting a
 /// hundred containers sends hundreds of events within a few hundred milliseconds.
 pub const COALESCE: Duration = Duration::from_millis(100);
@@ -16,11 +18,6 @@ pub const COALESCE: Duration = Duration::from_millis(100);
 pub const DOCKER_BURST_GAP: Duration = Duration::from_secs(1);
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);
 pub const MAX_RETRY: Duration = Duration::from_secs(30);
-/// After a firewalld reload or start, Docker re-inserts its bridges into zone docker and
-/// rebuilds its rules; binding a bridge elsewhere in the middle of that made Docker 20.10 leave
-/// its DNAT out (seen in the sandbox), and Docker inserts its rules ahead of dockgate's verdict
-/// in filter FORWARD. Bridges are bound, and the verdict put back in front, after this pause.
-pub const DOCKER_REBUILD_PAUSE: Duration = Duration::from_secs(2);
 
 /// Something that calls for a reconcile.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,7 +114,7 @@ impl Trigger {
     }
 
     /// firewalld has just restored its rules, and Docker is rebuilding its own.
-    fn starts_docker_rebuild(&self) -> bool {
+    pub fn starts_docker_rebuild(&self) -> bool {
         matches!(self, Trigger::FirewalldReloaded | Trigger::FirewalldStarted)
     }
 }
@@ -196,6 +193,22 @@ impl fmt::Display for Batch {
     }
 }
 
+/// Docker rebuilding its rules after a firewalld reload or start (see `crate::rebuild`).
+#[derive(Debug, Clone)]
+struct Rebuild {
+    /// When to look next; None while a look is under way.
+    look_at: Option<Instant>,
+    give_up_at: Instant,
+}
+
+/// How a rebuild of Docker's came to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildEnd {
+    Seen,
+    /// Not seen within [`rebuild::MAX_WAIT`]: dockgated goes on without it.
+    GaveUp,
+}
+
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     pending: BTreeSet<Trigger>,
@@ -204,10 +217,9 @@ pub struct Scheduler {
     last_reconcile: Option<Instant>,
     retry_at: Option<Instant>,
     retry_delay: Duration,
-    /// When Docker's rebuild after the last firewalld reload or start is over.
-    rebuilt_at: Option<Instant>,
+    rebuild: Option<Rebuild>,
     /// Whether anything waits for the end of Docker's rebuild (binding the bridges, putting
-    /// the verdict back in front): only then is it a reconcile of its own.
+    /// the resets back in front): only then is it a reconcile of its own.
     after_rebuild: bool,
 }
 
@@ -220,20 +232,21 @@ impl Scheduler {
             last_reconcile: None,
             retry_at: None,
             retry_delay: FIRST_RETRY,
-            rebuilt_at: None,
+            rebuild: None,
             after_rebuild: true,
         }
     }
 
     /// Whether the end of Docker's rebuild calls for a reconcile (the config binds the bridges
-    /// or rejects); either way the bridges are not bound while Docker rebuilds.
+    /// or puts resets in filter FORWARD); either way the bridges are not bound while Docker
+    /// rebuilds.
     pub fn reconcile_after_rebuild(&mut self, wanted: bool) {
         self.after_rebuild = wanted;
     }
 
     pub fn add(&mut self, trigger: Trigger, now: Instant) {
         if trigger.starts_docker_rebuild() {
-            self.rebuilt_at = Some(now + DOCKER_REBUILD_PAUSE);
+            self.rebuild_started(now);
         }
         if self.pending.is_empty() {
             self.pending_since = Some(now);
@@ -244,12 +257,48 @@ impl Scheduler {
     /// dockgate reloaded firewalld itself (first rules on firewalld 2.x, CleanupOnExit, zone
     /// target): Docker rebuilds now.
     pub fn firewalld_reloaded_by_us(&mut self, now: Instant) {
-        self.rebuilt_at = Some(now + DOCKER_REBUILD_PAUSE);
+        self.rebuild_started(now);
+    }
+
+    fn rebuild_started(&mut self, now: Instant) {
+        self.rebuild = Some(Rebuild {
+            look_at: Some(now + rebuild::LOOK_EVERY),
+            give_up_at: now + rebuild::MAX_WAIT,
+        });
     }
 
     /// Docker is rebuilding its rules: leave the bridges where they are.
     pub fn docker_rebuilding(&self) -> bool {
-        self.rebuilt_at.is_some()
+        self.rebuild.is_some()
+    }
+
+    /// Whether it is time for a look at Docker's rebuild; until [`Scheduler::looked`], no other.
+    pub fn take_look(&mut self, now: Instant) -> bool {
+        match &mut self.rebuild {
+            Some(rebuild) if rebuild.look_at.is_some_and(|at| at <= now) => {
+                rebuild.look_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What the look saw: whether the rebuild is over. Returns how it ended, if it did.
+    pub fn looked(&mut self, over: bool, now: Instant) -> Option<RebuildEnd> {
+        let rebuild = self.rebuild.as_mut()?;
+        let end = if over {
+            RebuildEnd::Seen
+        } else if now >= rebuild.give_up_at {
+            RebuildEnd::GaveUp
+        } else {
+            rebuild.look_at = Some(now + rebuild::LOOK_EVERY);
+            return None;
+        };
+        self.rebuild = None;
+        if self.after_rebuild {
+            self.add(Trigger::DockerRebuilt, now);
+        }
+        Some(end)
     }
 
     /// When the pending triggers are due.
@@ -268,9 +317,10 @@ impl Scheduler {
     }
 
     /// When the daemon must look again even if no message comes: the pending triggers are
-    /// due, a retry, the end of Docker's rebuild, or `expiry` (the next exposure's).
+    /// due, a retry, a look at Docker's rebuild, or `expiry` (the next exposure's).
     pub fn next_wake(&self, expiry: Option<Instant>) -> Option<Instant> {
-        [self.due_at(), self.retry_at, self.rebuilt_at, expiry]
+        let look = self.rebuild.as_ref().and_then(|rebuild| rebuild.look_at);
+        [self.due_at(), self.retry_at, look, expiry]
             .into_iter()
             .flatten()
             .min()
@@ -281,12 +331,6 @@ impl Scheduler {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
             self.add(Trigger::Retry, now);
-        }
-        if self.rebuilt_at.is_some_and(|at| at <= now) {
-            self.rebuilt_at = None;
-            if self.after_rebuild {
-                self.add(Trigger::DockerRebuilt, now);
-            }
         }
         if expiry.is_some_and(|at| at <= now) {
             self.add(Trigger::ExposureExpired, now);
@@ -451,28 +495,65 @@ mod tests {
         let mut scheduler = Scheduler::new(t0);
         scheduler.take_due(t0, None);
         assert!(!scheduler.docker_rebuilding());
-        // dockgate's own reload, then the Reloaded signal it causes: the pause runs from the
+        // dockgate's own reload, then the Reloaded signal it causes: the looks run from the
         // signal.
         scheduler.firewalld_reloaded_by_us(t0);
         assert!(scheduler.docker_rebuilding());
         scheduler.add(Trigger::FirewalldReloaded, t0 + ms(50));
         let batch = scheduler.take_due(t0 + ms(50) + COALESCE, None).unwrap();
         assert!(batch.contains(&Trigger::FirewalldReloaded));
+        let look = t0 + ms(50) + rebuild::LOOK_EVERY;
+        assert_eq!(scheduler.next_wake(None), Some(look));
+        assert!(!scheduler.take_look(look - ms(1)));
+        assert!(scheduler.take_look(look));
+        assert!(!scheduler.take_look(look), "one look at a time");
+        assert_eq!(scheduler.next_wake(None), None, "waiting for the look");
+        assert_eq!(scheduler.looked(false, look + ms(5)), None);
         assert!(scheduler.docker_rebuilding(), "still rebuilding");
-        let end = t0 + ms(50) + DOCKER_REBUILD_PAUSE;
-        assert_eq!(scheduler.next_wake(None), Some(end));
-        assert!(scheduler.take_due(end - ms(1), None).is_none());
-        let batch = scheduler.take_due(end, None).unwrap();
-        assert_eq!(batch.to_string(), "after Docker's rebuild");
+        let next = look + ms(5) + rebuild::LOOK_EVERY;
+        assert_eq!(scheduler.next_wake(None), Some(next));
+        assert!(scheduler.take_look(next));
+        assert_eq!(scheduler.looked(true, next), Some(RebuildEnd::Seen));
         assert!(!scheduler.docker_rebuilding());
+        let batch = scheduler.take_due(next, None).unwrap();
+        assert_eq!(batch.to_string(), "after Docker's rebuild");
         // With nothing waiting for it, the end of the rebuild is no reconcile of its own.
         scheduler.reconcile_after_rebuild(false);
-        scheduler.add(Trigger::FirewalldReloaded, end);
-        scheduler.take_due(end + COALESCE, None).unwrap();
-        let later = end + DOCKER_REBUILD_PAUSE;
+        scheduler.add(Trigger::FirewalldReloaded, next);
+        scheduler.take_due(next + COALESCE, None).unwrap();
+        let later = next + rebuild::LOOK_EVERY;
+        assert!(scheduler.take_look(later));
+        assert_eq!(scheduler.looked(true, later), Some(RebuildEnd::Seen));
         assert!(scheduler.take_due(later, None).is_none());
-        assert!(!scheduler.docker_rebuilding());
         assert_eq!(scheduler.next_wake(None), None);
+    }
+
+    #[test]
+    fn a_rebuild_never_seen_to_end_is_given_up_after_the_bound() {
+        let t0 = Instant::now();
+        let mut scheduler = Scheduler::new(t0);
+        scheduler.take_due(t0, None);
+        scheduler.add(Trigger::FirewalldStarted, t0);
+        scheduler.take_due(t0 + COALESCE, None);
+        let mut now;
+        let mut looks = 0;
+        let end = loop {
+            now = scheduler.next_wake(None).unwrap();
+            assert!(scheduler.take_look(now));
+            looks += 1;
+            if let Some(end) = scheduler.looked(false, now) {
+                break end;
+            }
+        };
+        assert_eq!(end, RebuildEnd::GaveUp);
+        assert!(now - t0 >= rebuild::MAX_WAIT && now - t0 < rebuild::MAX_WAIT + ms(300));
+        assert_eq!(looks as u32, rebuild::MAX_WAIT.as_millis() as u32 / 250);
+        assert!(
+            scheduler
+                .take_due(now, None)
+                .unwrap()
+                .contains(&Trigger::DockerRebuilt)
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn the_packaged_files_run_under_systemd_and_enforce_the_policy() {
     .unwrap();
     let (ok, _, stderr) = systemd("systemctl reload dockgate.service");
     assert!(ok, "systemctl reload: {stderr}");
-    std::thread::sleep(dockgate::scheduler::DOCKER_REBUILD_PAUSE);
+    wait_for_rebuild_seen(journal);
     assert!(
         eventually(Duration::from_secs(30), || probe_from(
             "10.99.1.60",

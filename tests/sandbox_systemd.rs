@@ -94,15 +94,15 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     ] {
         assert!(status.contains(expected), "{expected:?} in\n{status}");
     }
-    // As the daemon tests do: the first reconcile, then the pause in which Docker rebuilds its
-    // rules after the reload a first start may make (firewalld 2.x registration).
+    // As the daemon tests do: the first reconcile, then Docker's rebuild of its rules after the
+    // reload a first start may make (firewalld 2.x registration).
     assert!(
         eventually(Duration::from_secs(20), || journal()
             .contains("reconciled trigger=")),
         "no reconcile:\n{}",
         journal()
     );
-    std::thread::sleep(dockgate::scheduler::DOCKER_REBUILD_PAUSE);
+    wait_for_rebuild_seen(journal);
     assert!(
         eventually(Duration::from_secs(30), || trusted_only(
             "10.99.1.50",

@@ -15,11 +15,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::apply::Outcome;
-use crate::config::{Config, Exposure, OnRevoke, Verdict};
+use crate::config::{Config, Exposure};
 use crate::exposures::{Listed, Origin, Stored};
 use crate::plan::{self, Desired, DockerView, Inputs, Plan};
 use crate::policy::HostZones;
-use crate::scheduler::{Batch, FIRST_RETRY, MAX_RETRY, Scheduler, Trigger};
+use crate::rebuild::{self, Observed};
+use crate::scheduler::{Batch, FIRST_RETRY, MAX_RETRY, RebuildEnd, Scheduler, Trigger};
 use crate::zones::{self, Binding};
 
 use super::status::{Announced, Property, Status};
@@ -134,6 +135,8 @@ pub enum Event {
     Applied(Result<(Outcome, Vec<String>), Failure>),
     /// firewalld's zones as read for [`Effect::ReadHostZones`]; None when they could not be.
     HostZones(Option<HostZones>),
+    /// What a look at Docker's rebuild saw ([`Effect::LookAtRebuild`]).
+    RebuildSeen(Observed),
     /// SIGTERM or SIGINT.
     Shutdown,
 }
@@ -159,6 +162,8 @@ pub enum Effect {
         outcome: Outcome,
     },
     ReadHostZones,
+    /// Look whether Docker's rebuild after a firewalld reload is over (see `crate::rebuild`).
+    LookAtRebuild,
     /// What the API answers from now on.
     Publish(Status),
     Signal(Signal),
@@ -233,6 +238,8 @@ struct Planned {
 struct Reconciling {
     batch: Batch,
     started: Instant,
+    /// The wall-clock second it started: a reload it makes is later.
+    started_unix: u64,
     /// The callers whose calls this reconcile carries out.
     callers: Vec<Waiting>,
     stage: Stage,
@@ -291,18 +298,14 @@ pub struct Core {
     applied: Option<(Plan, Vec<String>)>,
     /// The wall-clock second the exposures of the current plan were chosen at.
     planned_at: u64,
+    /// Docker's rebuild under way: the second it began (and the instant, for the log), and the
+    /// rules the last look saw.
+    rebuild_since: u64,
+    rebuild_started: Instant,
+    rebuild_seen: Option<String>,
     status: Status,
     announced: Announced,
     serving: bool,
-}
-
-/// Whether something waits for Docker's rebuild after a firewalld reload: binding the bridges,
-/// or putting the resets (verdict "reject", on_revoke "cut") back ahead of Docker's rules in
-/// filter FORWARD.
-fn needs_docker_rebuilt(config: &Config) -> bool {
-    config.zone.bind.is_some()
-        || config.verdict == Verdict::Reject
-        || config.on_revoke == OnRevoke::Cut
 }
 
 /// The zone the bridges are bound to while Docker runs.
@@ -333,7 +336,7 @@ impl Core {
             ..Status::default()
         };
         let mut scheduler = Scheduler::new(clock.now);
-        scheduler.reconcile_after_rebuild(needs_docker_rebuilt(&config));
+        scheduler.reconcile_after_rebuild(plan::waits_for_docker_rebuild(&config));
         Core {
             config_path,
             config,
@@ -347,6 +350,9 @@ impl Core {
             view,
             applied: None,
             planned_at: clock.unix(),
+            rebuild_since: clock.unix(),
+            rebuild_started: clock.now,
+            rebuild_seen: None,
             announced: Announced::of(&status),
             status,
             serving: false,
@@ -395,6 +401,9 @@ impl Core {
                     Trigger::DockerStopped => self.docker_running = Some(false),
                     _ => {}
                 }
+                if trigger.starts_docker_rebuild() {
+                    self.rebuild_started(clock.unix(), clock);
+                }
                 self.scheduler.add(trigger, clock.now);
             }
             Event::ReloadConfig => effects.push(Effect::LoadConfig { by: None }),
@@ -415,6 +424,23 @@ impl Core {
                     let (planned, outcome) = (planned.clone(), outcome.clone());
                     self.succeed(planned, outcome, zones, clock, &mut effects);
                 }
+            }
+            Event::RebuildSeen(observed) => {
+                let over = rebuild::over(
+                    &observed,
+                    self.rebuild_since,
+                    self.rebuild_seen.as_deref(),
+                    &self.view.ports,
+                );
+                tracing::debug!(
+                    reloaded_at = observed.reloaded_at,
+                    rules_read = observed.rules.is_some(),
+                    over,
+                    "looked at Docker's rebuild"
+                );
+                self.rebuild_seen = observed.rules;
+                let ended = self.scheduler.looked(over, clock.now);
+                self.rebuild_ended(ended, clock);
             }
             Event::Shutdown => {
                 tracing::info!("exiting; the rules stay in place");
@@ -440,10 +466,22 @@ impl Core {
             self.reconciling = Some(Reconciling {
                 batch,
                 started: clock.now,
+                started_unix: clock.unix(),
                 callers: std::mem::take(&mut self.waiting),
                 stage: Stage::ReadingDocker,
             });
             effects.push(Effect::ReadDocker);
+            return effects;
+        }
+        if self.scheduler.take_look(clock.now) {
+            if self.docker_running == Some(false) {
+                // A Docker that is not running rebuilds nothing; it builds its rules when it
+                // starts, and that start (DockerConnected) is a reconcile of its own.
+                let ended = self.scheduler.looked(true, clock.now);
+                self.rebuild_ended(ended, clock);
+                return self.poll(clock);
+            }
+            effects.push(Effect::LookAtRebuild);
             return effects;
         }
         if self.has_expired(clock) && self.cleanup.due(clock.now) {
@@ -454,6 +492,27 @@ impl Core {
             self.save(next, Purpose::Cleanup, &mut effects);
         }
         effects
+    }
+
+    fn rebuild_started(&mut self, since: u64, clock: &Clock) {
+        self.rebuild_since = since;
+        self.rebuild_started = clock.now;
+        self.rebuild_seen = None;
+    }
+
+    fn rebuild_ended(&self, ended: Option<RebuildEnd>, clock: &Clock) {
+        let took = clock.now.saturating_duration_since(self.rebuild_started);
+        match ended {
+            Some(RebuildEnd::Seen) => tracing::info!(
+                after_ms = took.as_millis() as u64,
+                "Docker's rebuild after the firewalld reload is over"
+            ),
+            Some(RebuildEnd::GaveUp) => tracing::warn!(
+                "Docker's rebuild after the firewalld reload was not seen to end within {:?}; going on without it",
+                rebuild::MAX_WAIT
+            ),
+            None => {}
+        }
     }
 
     fn save(&mut self, next: Stored, purpose: Purpose, effects: &mut Vec<Effect>) {
@@ -477,7 +536,7 @@ impl Core {
             Ok(config) => {
                 tracing::info!(path = %self.config_path.display(), uid, "config reloaded");
                 self.scheduler
-                    .reconcile_after_rebuild(needs_docker_rebuilt(&config));
+                    .reconcile_after_rebuild(plan::waits_for_docker_rebuild(&config));
                 self.config = config;
                 self.scheduler
                     .add(Trigger::ConfigReloaded { uid }, clock.now);
@@ -767,6 +826,11 @@ impl Core {
         tracing::debug!(writes = outcome.writes, "the kernel holds the rules");
         if outcome.reloaded {
             // Docker rebuilds after the reload just made: the bridges wait for it.
+            let since = self
+                .reconciling
+                .as_ref()
+                .map_or(clock.unix(), |r| r.started_unix);
+            self.rebuild_started(since, clock);
             self.scheduler.firewalld_reloaded_by_us(clock.now);
             if matches!(planned.desired.bridges, Binding::Bind { .. }) {
                 planned.desired.bridges = Binding::Leave;

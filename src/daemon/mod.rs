@@ -23,7 +23,7 @@ use crate::api::{self, Api};
 use crate::apply::{Applier, ApplyError};
 use crate::config::Config;
 use crate::diff;
-use crate::docker::{Docker, DockerError, DockerEvent};
+use crate::docker::{Docker, DockerApi, DockerEvent};
 use crate::exposures::Stored;
 use crate::firewalld::{Firewall, Firewalld, FirewalldError, Presence, ZoneEvent};
 use crate::plan::DockerView;
@@ -45,18 +45,6 @@ pub type Reply = oneshot::Sender<Result<Answer, Error>>;
 
 /// Docker's view as last read, for a start while Docker does not answer.
 pub const VIEW_FILE: &str = "docker-view.json";
-
-/// Docker's view as the daemon reads it: a trait, so that the unit tests can take Docker away.
-#[allow(async_fn_in_trait)]
-pub trait DockerSource {
-    async fn view(&self) -> Result<DockerView, DockerError>;
-}
-
-impl DockerSource for Docker {
-    async fn view(&self) -> Result<DockerView, DockerError> {
-        crate::reconcile::docker_view(self).await
-    }
-}
 
 fn clock() -> Clock {
     Clock {
@@ -95,7 +83,7 @@ pub struct Daemon<F, D> {
     exit: bool,
 }
 
-impl<F: Firewall, D: DockerSource> Daemon<F, D> {
+impl<F: Firewall, D: DockerApi> Daemon<F, D> {
     pub fn new(
         applier: Applier<F>,
         docker: D,
@@ -210,6 +198,9 @@ impl<F: Firewall, D: DockerSource> Daemon<F, D> {
                 .await;
                 Some(Event::Applied(result.map_err(failure)))
             }
+            Effect::LookAtRebuild => Some(Event::RebuildSeen(
+                crate::rebuild::observe(&self.applier.firewall, &self.docker).await,
+            )),
             Effect::ReadHostZones => Some(Event::HostZones(
                 self.applier.firewall.host_zones().await.ok(),
             )),

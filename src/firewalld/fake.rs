@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::policy::HostZones;
 
 use super::{
-    ActiveZone, DirectChain, DirectRule, ErrorCode, Firewall, FirewalldError, Layer,
+    ActiveZone, DirectChain, DirectRule, ErrorCode, Family, Firewall, FirewalldError, Layer,
     PermanentDirect, Result, ZoneAccess, ZoneSettings,
 };
 
@@ -35,6 +35,8 @@ pub struct State {
     pub reloads: usize,
     /// firewalld 2.x flushed every iptables table, Docker's rules included.
     pub flushed_docker: bool,
+    /// What `iptables -S` prints of a chain, by "family table chain" (none: it is empty).
+    pub kernel: BTreeMap<String, String>,
 }
 
 type Check = Box<dyn Fn(&State)>;
@@ -298,6 +300,18 @@ impl Firewall for Fake {
 
     async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>> {
         Ok(self.state.borrow().active.clone())
+    }
+
+    async fn kernel_chain(&self, family: Family, table: &str, chain: &str) -> Result<String> {
+        let state = self.state.borrow();
+        if !state.running {
+            return Err(FirewalldError::NotRunning);
+        }
+        Ok(state
+            .kernel
+            .get(&format!("{family} {table} {chain}"))
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn host_zones(&self) -> Result<HostZones> {

@@ -246,7 +246,7 @@ pub enum Layer {
 /// firewalld's permanent direct configuration: the ipv4/ipv6 chains and rules dockgate reads
 /// and edits, and everything else (ebtables entries, passthroughs), which is written back as
 /// it was read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PermanentDirect {
     pub chains: Vec<DirectChain>,
     pub rules: Vec<DirectRule>,
@@ -587,6 +587,10 @@ pub trait Firewall {
     async fn remove_policy(&self, name: &str) -> Result<()>;
 
     async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>>;
+    /// One chain of the kernel's rules as `iptables -S` prints it, read through firewalld's
+    /// D-Bus passthrough (firewalld runs iptables; dockgate runs none itself): to see Docker's
+    /// rules come back after a reload, which firewalld's own API does not show.
+    async fn kernel_chain(&self, family: Family, table: &str, chain: &str) -> Result<String>;
     /// What firewalld lets in to the host itself from outside (see [`Firewalld::host_zones`]).
     async fn host_zones(&self) -> Result<HostZones>;
     /// Binds an interface to a zone at run time, moving it out of any zone it is in.
@@ -795,6 +799,13 @@ impl Firewall for Firewalld {
                 (zone, active)
             })
             .collect())
+    }
+
+    async fn kernel_chain(&self, family: Family, table: &str, chain: &str) -> Result<String> {
+        Ok(self
+            .direct
+            .passthrough(family.as_str(), &["-t", table, "-S", chain])
+            .await?)
     }
 
     async fn host_zones(&self) -> Result<HostZones> {

@@ -143,6 +143,12 @@ pub trait Direct {
 
     #[zbus(name = "getAllRules")]
     fn get_all_rules(&self) -> zbus::Result<Vec<RawRule>>;
+
+    /// Runs iptables (ip6tables) with `args` and returns what it printed. Untracked: firewalld
+    /// keeps no record of it, checks none of its arguments (the tracked addPassthrough does)
+    /// and, unlike a direct rule, it does not set off firewalld 2.x's flush of iptables.
+    #[zbus(name = "passthrough")]
+    fn passthrough(&self, ipv: &str, args: &[&str]) -> zbus::Result<String>;
 }
 
 /// firewalld's whole permanent direct configuration: chains, rules, passthroughs.

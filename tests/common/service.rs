@@ -103,10 +103,10 @@ impl Service {
     }
 
     /// Waits for the first reconcile, then for Docker to rebuild after the reload that first
-    /// start may make (CleanupOnExit, first registration): the pause dockgate itself waits.
+    /// start may make (CleanupOnExit, first registration), as dockgated itself waits.
     pub fn wait_until_settled(&self) {
         self.wait_for_reconcile_after(0);
-        std::thread::sleep(dockgate::scheduler::DOCKER_REBUILD_PAUSE);
+        wait_for_rebuild_seen(|| self.log());
     }
 
     /// The trusted source 10.99.1.50 reaches port 8080 (within 15 s), client1's own address does
@@ -137,6 +137,26 @@ impl Drop for Service {
         let _ = try_sh(&format!("kill -TERM {}", self.child.id()));
         let _ = self.child.wait();
     }
+}
+
+/// When dockgated's log (`log`) shows a reconcile that reloaded firewalld, until it says that
+/// Docker's rebuild after it is over. Its giving up (30 s) fails: here Docker does rebuild.
+pub fn wait_for_rebuild_seen(log: impl Fn() -> String) {
+    assert!(
+        eventually(Duration::from_secs(35), || {
+            let log = log();
+            !log.contains("reloaded=true")
+                || log.contains("Docker's rebuild after the firewalld reload is over")
+                || log.contains("was not seen to end")
+        }),
+        "no word of Docker's rebuild:\n{}",
+        log()
+    );
+    assert!(
+        !log().contains("was not seen to end"),
+        "Docker's rebuild was not seen to end:\n{}",
+        log()
+    );
 }
 
 pub fn zone_of(interface: &str) -> String {

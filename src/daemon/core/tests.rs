@@ -29,6 +29,9 @@ struct World {
     served: bool,
     /// The Docker view last written to the state dir.
     saved_view: Option<DockerView>,
+    /// What a look at Docker's rebuild sees.
+    rebuild: Observed,
+    looks: usize,
 }
 
 fn docker0_view() -> DockerView {
@@ -87,6 +90,12 @@ impl World {
             saves: 0,
             served: false,
             saved_view: None,
+            // A Docker that reports the end of each rebuild the moment it is asked.
+            rebuild: Observed {
+                reloaded_at: Some(u64::MAX),
+                rules: None,
+            },
+            looks: 0,
         }
     }
 
@@ -154,6 +163,10 @@ impl World {
                     Some(Event::Applied(Ok((outcome, Vec::new()))))
                 }
                 Effect::ReadHostZones => Some(Event::HostZones(Some(HostZones::default()))),
+                Effect::LookAtRebuild => {
+                    self.looks += 1;
+                    Some(Event::RebuildSeen(self.rebuild.clone()))
+                }
                 Effect::Publish(_) => None,
                 Effect::Signal(signal) => {
                     self.signals.push(signal);
@@ -624,4 +637,85 @@ fn signals_name_the_kind_of_change_and_nothing_of_who_or_what() {
             assert!(!text.contains(secret), "{text}");
         }
     }
+}
+
+#[test]
+fn bridges_and_resets_wait_until_dockers_rebuild_is_seen_to_end_however_long_it_takes() {
+    let config = "default = \"deny\"\nverdict = \"reject\"\n[zone]\nbind = \"internal\"\n";
+    let mut world = World::started(config);
+    assert!(matches!(
+        world.applied.last().unwrap().bridges,
+        Binding::Bind { .. }
+    ));
+    // A Docker without ReloadedAt, slow to rebuild: its rules keep changing for 5 s.
+    world.rebuild = Observed {
+        reloaded_at: None,
+        rules: Some("-A FORWARD -o docker0 -j DOCKER\n".to_owned()),
+    };
+    world.handle(Event::Trigger(Trigger::FirewalldReloaded));
+    world.wake();
+    let during_reload = world.applied.last().unwrap().clone();
+    assert_eq!(
+        during_reload.bridges,
+        Binding::Leave,
+        "not bound while Docker rebuilds"
+    );
+    assert!(!during_reload.reseat_verdict);
+    let plans = world.applied.len();
+    for second in 0..20 {
+        let rules = format!("-A FORWARD -o docker0 -j DOCKER\n# step {second}\n");
+        world.rebuild.rules = Some(rules);
+        world.wake();
+    }
+    assert_eq!(
+        world.applied.len(),
+        plans,
+        "nothing happens while it rebuilds"
+    );
+    // Done: the jump and the DNAT are back, and a second look sees the same.
+    world.rebuild.rules = Some(
+        "-A FORWARD -j DOCKER-USER\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n"
+            .to_owned(),
+    );
+    world.wake();
+    assert_eq!(world.applied.len(), plans, "one look is not enough");
+    world.wake();
+    let after = world.applied.last().unwrap();
+    assert_eq!(world.applied.len(), plans + 1);
+    assert!(after.reseat_verdict, "the reset goes back in front");
+    assert!(
+        matches!(after.bridges, Binding::Bind { .. }),
+        "and the bridges are bound"
+    );
+    assert_eq!(world.core.next_wake(&world.clock), None, "no more looks");
+}
+
+#[test]
+fn a_rebuild_that_never_shows_ends_after_the_bound_and_docker_away_is_none_to_wait_for() {
+    let config = "default = \"deny\"\n[zone]\nbind = \"internal\"\n";
+    let mut world = World::started(config);
+    world.rebuild = Observed::default();
+    world.handle(Event::Trigger(Trigger::FirewalldReloaded));
+    let reloaded = world.clock.now;
+    world.settle();
+    while world.core.scheduler.docker_rebuilding() {
+        world.wake();
+    }
+    let waited = world.clock.now - reloaded;
+    assert!(waited >= rebuild::MAX_WAIT && waited < rebuild::MAX_WAIT + Duration::from_secs(1));
+    assert!(matches!(
+        world.applied.last().unwrap().bridges,
+        Binding::Bind { .. }
+    ));
+    // With Docker stopped there is no rebuild to wait for.
+    world.handle(Event::Trigger(Trigger::DockerStopped));
+    world.settle();
+    let looks = world.looks;
+    world.handle(Event::Trigger(Trigger::FirewalldReloaded));
+    let reloaded = world.clock.now;
+    while world.core.scheduler.docker_rebuilding() {
+        world.wake();
+    }
+    assert!(world.clock.now - reloaded <= rebuild::LOOK_EVERY);
+    assert_eq!(world.looks, looks, "nobody looked");
 }
