@@ -1,6 +1,7 @@
-//! The applier: reads what firewalld holds, asks `diff` what to change, and makes the calls.
-//! It decides nothing itself. An apply has phases, so that whoever drives it can answer
-//! callers once the kernel holds the rules, before the slower permanent layer is written:
+//! The applier: reads what firewalld and the state dir hold, asks `diff` for the steps that
+//! close the gap, and makes them. It decides nothing itself. An apply has phases, so that
+//! whoever drives it can answer callers once the kernel holds the rules, before the slower
+//! permanent layer is written; each phase reads once and executes the steps `diff` gave:
 //!
 //! 1. [`Applier::runtime_phase`]: CleanupOnExit, zone docker's settings and, when firewalld
 //!    must reload for them (or for its first rules on firewalld 2.x), the permanent direct
@@ -11,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::diff::{self, Cleanup, Desired, ZoneSeen};
+use crate::diff::{self, Desired, Seen, Step, ZoneFound};
 use crate::firewalld::{ErrorCode, Firewall, FirewalldError, Layer};
 use crate::state::{StateDir, StateError};
 use crate::zones::{self, Bound, Originals};
@@ -53,89 +54,80 @@ impl<F: Firewall> Applier<F> {
     /// Everything up to the kernel holding the plan (see the module's documentation).
     pub async fn runtime_phase(&self, desired: &Desired) -> Result<Outcome, ApplyError> {
         let started = Instant::now();
-        let firewall = &self.firewall;
-        if !firewall.is_running().await? {
+        if !self.firewall.is_running().await? {
             return Err(ApplyError::FirewalldNotRunning);
         }
+        let seen = self.read(desired).await?;
         let mut outcome = Outcome::default();
-        let mut chains = firewall.chains(Layer::Runtime).await?;
-        let mut rules = firewall.rules(Layer::Runtime).await?;
-        let before = diff::direct(&desired.plan, &chains, &rules, false);
-        let runtime_direct_empty = chains.is_empty() && rules.is_empty();
-        let major = if runtime_direct_empty && desired.enforcing() {
-            firewall.major_version().await?
-        } else {
-            0
-        };
-        let cleanup_now = firewall.cleanup_on_exit().await?;
-        let cleanup_recorded: Option<String> = self.state.load(CLEANUP_FILE)?;
+        for step in diff::runtime_steps(desired, &seen) {
+            self.make(step, &mut outcome).await?;
+        }
+        outcome.in_kernel_after = started.elapsed();
+        Ok(outcome)
+    }
+
+    /// What the runtime phase's steps are chosen from, read once.
+    async fn read(&self, desired: &Desired) -> Result<Seen, ApplyError> {
+        let firewall = &self.firewall;
         let recorded: Originals = self.state.load(zones::ORIGINALS_FILE)?.unwrap_or_default();
-        let zone_seen = if zones::managed(&desired.zone, &recorded)
+        // Zone docker is described only when its settings are dockgate's business: an Expose
+        // does not wait for firewalld to describe a zone nobody manages.
+        let zone = if zones::managed(&desired.zone, &recorded)
             && firewall.zone_exists(zones::DOCKER_ZONE).await?
         {
-            Some((
-                firewall
+            Some(ZoneFound {
+                permanent: firewall
                     .zone_settings(Layer::Permanent, zones::DOCKER_ZONE)
                     .await?,
-                firewall
+                runtime: firewall
                     .zone_settings(Layer::Runtime, zones::DOCKER_ZONE)
                     .await?,
-                firewall.policy_exists(zones::EGRESS_POLICY).await?,
+                egress_policy: firewall.policy_exists(zones::EGRESS_POLICY).await?,
                 recorded,
-            ))
+            })
         } else {
             None
         };
-        let prepare = diff::prepare(
-            desired,
-            &cleanup_now,
-            cleanup_recorded.as_deref(),
-            zone_seen
-                .as_ref()
-                .map(|(permanent, runtime, egress_policy, recorded)| ZoneSeen {
-                    permanent,
-                    runtime,
-                    egress_policy: *egress_policy,
-                    recorded,
-                })
-                .as_ref(),
-            runtime_direct_empty,
-            major,
-        );
+        let mut seen = Seen {
+            runtime_chains: firewall.chains(Layer::Runtime).await?,
+            runtime_rules: firewall.rules(Layer::Runtime).await?,
+            permanent: None,
+            major: firewall.major_version().await?,
+            cleanup_now: firewall.cleanup_on_exit().await?,
+            cleanup_recorded: self.state.load(CLEANUP_FILE)?,
+            zone,
+        };
+        if diff::reload_needed(desired, &seen) {
+            seen.permanent = Some(firewall.permanent_direct().await?);
+        }
+        Ok(seen)
+    }
 
-        // What was found is on disk before anything is changed.
-        match &prepare.cleanup {
-            Cleanup::Keep => {}
-            Cleanup::TurnOff { record } => {
-                if let Some(value) = record {
-                    self.state.store(CLEANUP_FILE, value)?;
+    /// One step: a call to firewalld, or a record in the state dir.
+    async fn make(&self, step: Step, outcome: &mut Outcome) -> Result<(), ApplyError> {
+        let firewall = &self.firewall;
+        match step {
+            Step::RecordCleanup(value) => self.state.store(CLEANUP_FILE, &value)?,
+            Step::SetCleanupOnExit(value) => {
+                if value == "no" {
+                    tracing::info!(
+                        "setting firewalld's CleanupOnExit=no, so that stopping or restarting firewalld does not open published ports"
+                    );
+                } else {
+                    tracing::info!(value, "giving firewalld's CleanupOnExit back");
                 }
-                tracing::info!(
-                    was = cleanup_now,
-                    "setting firewalld's CleanupOnExit=no, so that stopping or restarting firewalld does not open published ports"
-                );
-                firewall.set_cleanup_on_exit("no").await?;
+                firewall.set_cleanup_on_exit(&value).await?;
                 outcome.cleanup_on_exit_changed = true;
             }
-            Cleanup::GiveBack(original) => {
-                tracing::info!(value = original, "giving firewalld's CleanupOnExit back");
-                firewall.set_cleanup_on_exit(original).await?;
-                self.state.remove(CLEANUP_FILE)?;
-                outcome.cleanup_on_exit_changed = true;
+            Step::ForgetCleanup => self.state.remove(CLEANUP_FILE)?,
+            Step::RecordZone(record) => self.state.store(zones::ORIGINALS_FILE, &record)?,
+            Step::SetZoneAccess(layer, access) => {
+                firewall
+                    .set_zone_access(layer, zones::DOCKER_ZONE, &access)
+                    .await?;
+                outcome.writes += 1;
             }
-        }
-        let zone = &prepare.zone;
-        if let Some(record) = &zone.record {
-            self.state.store(zones::ORIGINALS_FILE, record)?;
-        }
-        if let Some(access) = &zone.permanent {
-            firewall
-                .set_zone_access(Layer::Permanent, zones::DOCKER_ZONE, access)
-                .await?;
-            outcome.writes += 1;
-        }
-        match zone.egress_policy {
-            Some(true) => {
+            Step::AddEgressPolicy => {
                 firewall
                     .add_accept_policy(
                         zones::EGRESS_POLICY,
@@ -146,58 +138,33 @@ impl<F: Firewall> Applier<F> {
                     .await?;
                 outcome.writes += 1;
             }
-            Some(false) => {
+            Step::RemoveEgressPolicy => {
                 firewall.remove_policy(zones::EGRESS_POLICY).await?;
                 outcome.writes += 1;
             }
-            None => {}
-        }
-        if prepare.reload {
-            // The reload puts the permanent layer into the kernel: it holds the plan first.
-            if let Some(planned) =
-                diff::permanent(&desired.plan, firewall.permanent_direct().await?)
-            {
-                firewall.set_permanent_direct(&planned).await?;
+            Step::KeepZoneRecord(Some(record)) => {
+                self.state.store(zones::ORIGINALS_FILE, &record)?
+            }
+            Step::KeepZoneRecord(None) => self.state.remove(zones::ORIGINALS_FILE)?,
+            Step::WritePermanent(settings) => {
+                firewall.set_permanent_direct(&settings).await?;
                 outcome.writes += 1;
             }
-            firewall.reload_and_wait().await?;
-            outcome.writes += 1;
-            outcome.reloaded = true;
-            chains = firewall.chains(Layer::Runtime).await?;
-            rules = firewall.rules(Layer::Runtime).await?;
-        }
-
-        let changes = diff::direct(&desired.plan, &chains, &rules, desired.reseat_verdict);
-        self.make(&changes, &mut outcome).await?;
-        if prepare.reload {
-            // The reload itself put in or took out what the permanent layer changed.
-            outcome.rules_added = before.add_rules.len();
-            outcome.rules_removed = before.remove_rules.len();
-        }
-        if let Some(access) = zone.runtime.as_ref().filter(|_| !prepare.reload) {
-            firewall
-                .set_zone_access(Layer::Runtime, zones::DOCKER_ZONE, access)
-                .await?;
-            outcome.writes += 1;
-        }
-        match &zone.keep {
-            Some(Some(record)) => self.state.store(zones::ORIGINALS_FILE, record)?,
-            Some(None) => self.state.remove(zones::ORIGINALS_FILE)?,
-            None => {}
-        }
-        outcome.in_kernel_after = started.elapsed();
-        Ok(outcome)
-    }
-
-    /// The runtime direct calls, in the order `diff` gave them.
-    async fn make(&self, changes: &diff::Changes, outcome: &mut Outcome) -> Result<(), ApplyError> {
-        let firewall = &self.firewall;
-        for chain in &changes.add_chains {
-            firewall.add_chain(Layer::Runtime, chain).await?;
-            outcome.writes += 1;
-        }
-        for chain in &changes.register_chains {
-            match firewall.add_chain(Layer::Runtime, chain).await {
+            Step::Reload {
+                rules_added,
+                rules_removed,
+            } => {
+                firewall.reload_and_wait().await?;
+                outcome.writes += 1;
+                outcome.reloaded = true;
+                outcome.rules_added += rules_added;
+                outcome.rules_removed += rules_removed;
+            }
+            Step::AddChain(chain) => {
+                firewall.add_chain(Layer::Runtime, &chain).await?;
+                outcome.writes += 1;
+            }
+            Step::RegisterChain(chain) => match firewall.add_chain(Layer::Runtime, &chain).await {
                 // firewalld 1.x runs `iptables -N`, which fails for the chain Docker already
                 // made; rules still go into Docker's chain.
                 Err(FirewalldError::Refused {
@@ -208,15 +175,13 @@ impl<F: Firewall> Applier<F> {
                     other?;
                     outcome.writes += 1;
                 }
+            },
+            Step::AddRule(rule) => {
+                firewall.add_rule(Layer::Runtime, &rule).await?;
+                outcome.writes += 1;
+                outcome.rules_added += 1;
             }
-        }
-        for rule in &changes.add_rules {
-            firewall.add_rule(Layer::Runtime, rule).await?;
-            outcome.writes += 1;
-            outcome.rules_added += 1;
-        }
-        for rule in &changes.remove_rules {
-            match firewall.remove_rule(Layer::Runtime, rule).await {
+            Step::RemoveRule(rule) => match firewall.remove_rule(Layer::Runtime, &rule).await {
                 // Gone already (someone else removed it): the goal is reached.
                 Err(error) if error.code() == Some(&ErrorCode::NotEnabled) => {}
                 other => {
@@ -224,18 +189,25 @@ impl<F: Firewall> Applier<F> {
                     outcome.writes += 1;
                     outcome.rules_removed += 1;
                 }
+            },
+            Step::RemoveChain(chain) => {
+                firewall.remove_chain(Layer::Runtime, &chain).await?;
+                outcome.writes += 1;
             }
-        }
-        for chain in &changes.remove_chains {
-            firewall.remove_chain(Layer::Runtime, chain).await?;
-            outcome.writes += 1;
-        }
-        // Out and in again: firewalld inserts a direct rule of a built-in chain first, ahead
-        // of what Docker inserted meanwhile. The mangle DROP holds while it is out.
-        for rule in &changes.reseat {
-            firewall.remove_rule(Layer::Runtime, rule).await?;
-            firewall.add_rule(Layer::Runtime, rule).await?;
-            outcome.writes += 2;
+            // firewalld inserts a direct rule of a built-in chain first, ahead of what Docker
+            // inserted meanwhile. The mangle DROP holds while it is out.
+            Step::Reseat(rule) => {
+                firewall.remove_rule(Layer::Runtime, &rule).await?;
+                firewall.add_rule(Layer::Runtime, &rule).await?;
+                outcome.writes += 2;
+            }
+            Step::RecordBound(record) => self.state.store(zones::BOUND_FILE, &record)?,
+            Step::MoveBridge { zone, interface } => {
+                firewall.change_zone_of_interface(&zone, &interface).await?;
+                outcome.writes += 1;
+                outcome.bridges_moved += 1;
+            }
+            Step::ForgetBound => self.state.remove(zones::BOUND_FILE)?,
         }
         Ok(())
     }
@@ -247,17 +219,16 @@ impl<F: Firewall> Applier<F> {
         desired: &Desired,
         outcome: &mut Outcome,
     ) -> Result<(), ApplyError> {
-        let firewall = &self.firewall;
-        if let Some(planned) = diff::permanent(&desired.plan, firewall.permanent_direct().await?) {
-            firewall.set_permanent_direct(&planned).await?;
-            outcome.writes += 1;
+        let current = self.firewall.permanent_direct().await?;
+        for step in diff::permanent_steps(&desired.plan, current) {
+            self.make(step, outcome).await?;
         }
         Ok(())
     }
 
     /// Moves the bridges where the desired binding wants them, at run time only: a permanent
     /// binding would make firewalld hold them there when Docker starts, and Docker refuses to
-    /// start then (ZONE_CONFLICT).
+    /// start then (ZONE_CONFLICT). Returns the bridges moved.
     pub async fn bridges_phase(
         &self,
         desired: &Desired,
@@ -267,26 +238,18 @@ impl<F: Firewall> Applier<F> {
             return Ok(Vec::new());
         }
         let recorded: Option<Bound> = self.state.load(zones::BOUND_FILE)?;
+        // Nothing bound and nothing to bind: firewalld's zones need not be read.
         if recorded.is_none() && matches!(desired.bridges, zones::Binding::Return) {
             return Ok(Vec::new());
         }
         let active = self.firewall.active_zones().await?;
-        let steps = zones::bridge_steps(&desired.bridges, recorded.as_ref(), &active);
-        if let Some(record) = &steps.record {
-            self.state.store(zones::BOUND_FILE, record)?;
-        }
         let mut moved = Vec::new();
-        for (zone, interface) in &steps.moves {
-            self.firewall
-                .change_zone_of_interface(zone, interface)
-                .await?;
-            moved.push(interface.clone());
+        for step in diff::bridge_steps(&desired.bridges, recorded.as_ref(), &active) {
+            if let Step::MoveBridge { interface, .. } = &step {
+                moved.push(interface.clone());
+            }
+            self.make(step, outcome).await?;
         }
-        if steps.forget {
-            self.state.remove(zones::BOUND_FILE)?;
-        }
-        outcome.bridges_moved += moved.len();
-        outcome.writes += moved.len();
         Ok(moved)
     }
 

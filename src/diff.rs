@@ -7,16 +7,16 @@
 //! every start and reload, before it emits `Reloaded` and before Docker restores its DNAT, so
 //! a reload has no window to cover.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config;
-use crate::firewalld::{PermanentDirect, ZoneAccess, ZoneSettings};
+use crate::firewalld::{ActiveZone, Layer, PermanentDirect, ZoneAccess, ZoneSettings};
 pub use crate::plan::Desired;
 use crate::plan::{
     ENTRY_CHAIN, JUDGE_CHAIN, MARKER, Plan, SEEN_COMMENT, UNJUDGED_COMMENT, VERDICT_COMMENT,
 };
 use crate::rules::{DirectChain, DirectRule};
-use crate::zones::{self, Originals};
+use crate::zones::{self, Binding, Bound, Originals};
 
 /// Whether a CleanupOnExit value (as firewalld.conf spells it) means firewalld removes every
 /// rule when it stops.
@@ -135,6 +135,203 @@ pub fn prepare(
         cleanup,
         zone,
     }
+}
+
+/// What firewalld and dockgate's state dir hold, read once by the applier before the runtime
+/// phase: the steps are chosen from it alone.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub runtime_chains: Vec<DirectChain>,
+    pub runtime_rules: Vec<DirectRule>,
+    /// The permanent direct configuration, written first when firewalld must reload: read
+    /// only then (see [`reload_needed`]), as it costs firewalld time in proportion to its
+    /// rules.
+    pub permanent: Option<PermanentDirect>,
+    /// firewalld's major version.
+    pub major: u32,
+    pub cleanup_now: String,
+    pub cleanup_recorded: Option<String>,
+    /// Zone docker, when its settings are dockgate's business (see `zones::managed`).
+    pub zone: Option<ZoneFound>,
+}
+
+/// Zone docker as firewalld reports it, with dockgate's record of what it found there.
+#[derive(Debug, Clone)]
+pub struct ZoneFound {
+    pub permanent: ZoneSettings,
+    pub runtime: ZoneSettings,
+    pub egress_policy: bool,
+    pub recorded: Originals,
+}
+
+/// One call the applier makes, or one record it writes to the state dir, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// firewalld.conf's CleanupOnExit as found, kept before it is changed.
+    RecordCleanup(String),
+    SetCleanupOnExit(String),
+    ForgetCleanup,
+    /// Zone docker's settings as found, kept before any of them is changed.
+    RecordZone(Originals),
+    SetZoneAccess(Layer, ZoneAccess),
+    AddEgressPolicy,
+    RemoveEgressPolicy,
+    /// The record to keep once the zone holds what is wanted (None: delete it).
+    KeepZoneRecord(Option<Originals>),
+    WritePermanent(PermanentDirect),
+    /// firewalld reloads and the permanent layer becomes the runtime one; the counts say what
+    /// that puts in and takes out of the kernel.
+    Reload {
+        rules_added: usize,
+        rules_removed: usize,
+    },
+    AddChain(DirectChain),
+    /// Someone else's chain (DOCKER-USER), registered before rules go into it.
+    RegisterChain(DirectChain),
+    AddRule(DirectRule),
+    RemoveRule(DirectRule),
+    RemoveChain(DirectChain),
+    /// Out and in again, so that firewalld inserts it first in its chain.
+    Reseat(DirectRule),
+    /// The bridges dockgate binds elsewhere, kept before it moves them (docker-prestart moves
+    /// them back from this record even while Docker is down).
+    RecordBound(Bound),
+    /// Binds an interface to a zone at run time.
+    MoveBridge {
+        zone: String,
+        interface: String,
+    },
+    ForgetBound,
+}
+
+/// Whether firewalld must reload before the kernel holds the plan (then the permanent layer
+/// must be read too).
+pub fn reload_needed(desired: &Desired, seen: &Seen) -> bool {
+    prepare_seen(desired, seen).reload
+}
+
+fn prepare_seen(desired: &Desired, seen: &Seen) -> Prepare {
+    let zone_seen = seen.zone.as_ref().map(|found| ZoneSeen {
+        permanent: &found.permanent,
+        runtime: &found.runtime,
+        egress_policy: found.egress_policy,
+        recorded: &found.recorded,
+    });
+    prepare(
+        desired,
+        &seen.cleanup_now,
+        seen.cleanup_recorded.as_deref(),
+        zone_seen.as_ref(),
+        seen.runtime_chains.is_empty() && seen.runtime_rules.is_empty(),
+        seen.major,
+    )
+}
+
+/// Everything up to the kernel holding the plan, in the order to do it: CleanupOnExit, zone
+/// docker's permanent settings and egress policy, then (when something needs a reload: see
+/// [`prepare`]) the permanent layer and the reload, then the runtime direct changes, then zone
+/// docker's runtime settings. After a reload the runtime layer is what was just written to the
+/// permanent one (firewalld loads it), so the direct changes are chosen against that; a
+/// firewalld that failed to restore a rule is found out by the next reconcile's read.
+pub fn runtime_steps(desired: &Desired, seen: &Seen) -> Vec<Step> {
+    let prepare = prepare_seen(desired, seen);
+    let mut steps = Vec::new();
+    match prepare.cleanup {
+        Cleanup::Keep => {}
+        Cleanup::TurnOff { record } => {
+            steps.extend(record.map(Step::RecordCleanup));
+            steps.push(Step::SetCleanupOnExit("no".to_owned()));
+        }
+        Cleanup::GiveBack(original) => {
+            steps.push(Step::SetCleanupOnExit(original));
+            steps.push(Step::ForgetCleanup);
+        }
+    }
+    let zone = prepare.zone;
+    steps.extend(zone.record.map(Step::RecordZone));
+    steps.extend(
+        zone.permanent
+            .map(|access| Step::SetZoneAccess(Layer::Permanent, access)),
+    );
+    steps.extend(zone.egress_policy.map(|add| {
+        if add {
+            Step::AddEgressPolicy
+        } else {
+            Step::RemoveEgressPolicy
+        }
+    }));
+    let direct_now = if prepare.reload {
+        let before = direct(
+            &desired.plan,
+            &seen.runtime_chains,
+            &seen.runtime_rules,
+            false,
+        );
+        let current = seen
+            .permanent
+            .clone()
+            .expect("the permanent layer is read when a reload is needed");
+        let planned = permanent(&desired.plan, current.clone());
+        let after_reload = planned.clone().unwrap_or(current);
+        steps.extend(planned.map(Step::WritePermanent));
+        steps.push(Step::Reload {
+            rules_added: before.add_rules.len(),
+            rules_removed: before.remove_rules.len(),
+        });
+        (after_reload.chains, after_reload.rules)
+    } else {
+        (seen.runtime_chains.clone(), seen.runtime_rules.clone())
+    };
+    let changes = direct(
+        &desired.plan,
+        &direct_now.0,
+        &direct_now.1,
+        desired.reseat_verdict,
+    );
+    steps.extend(changes.add_chains.into_iter().map(Step::AddChain));
+    steps.extend(changes.register_chains.into_iter().map(Step::RegisterChain));
+    steps.extend(changes.add_rules.into_iter().map(Step::AddRule));
+    steps.extend(changes.remove_rules.into_iter().map(Step::RemoveRule));
+    steps.extend(changes.remove_chains.into_iter().map(Step::RemoveChain));
+    steps.extend(changes.reseat.into_iter().map(Step::Reseat));
+    // A reload already made the runtime zone the permanent one.
+    if !prepare.reload {
+        steps.extend(
+            zone.runtime
+                .map(|access| Step::SetZoneAccess(Layer::Runtime, access)),
+        );
+    }
+    steps.extend(zone.keep.map(Step::KeepZoneRecord));
+    steps
+}
+
+/// The permanent layer's step: the whole configuration in one write, when it does not hold the
+/// plan yet.
+pub fn permanent_steps(plan: &Plan, current: PermanentDirect) -> Vec<Step> {
+    permanent(plan, current)
+        .map(Step::WritePermanent)
+        .into_iter()
+        .collect()
+}
+
+/// The steps that put the bridges where `binding` wants them (see `zones::bridge_steps`).
+pub fn bridge_steps(
+    binding: &Binding,
+    recorded: Option<&Bound>,
+    active: &BTreeMap<String, ActiveZone>,
+) -> Vec<Step> {
+    let decided = zones::bridge_steps(binding, recorded, active);
+    let mut steps: Vec<Step> = decided.record.map(Step::RecordBound).into_iter().collect();
+    steps.extend(
+        decided
+            .moves
+            .into_iter()
+            .map(|(zone, interface)| Step::MoveBridge { zone, interface }),
+    );
+    if decided.forget {
+        steps.push(Step::ForgetBound);
+    }
+    steps
 }
 
 /// Whether a chain is dockgate's own.

@@ -338,3 +338,52 @@ fn zone_services_change_at_run_time_and_in_the_permanent_configuration() {
         Some(vec![])
     );
 }
+
+#[test]
+fn with_a_reload_the_permanent_layer_is_written_first_and_nothing_is_left_to_add_after() {
+    let desired = Desired {
+        plan: plan_for(POLICY),
+        ..Desired::nothing()
+    };
+    // firewalld 2.x without any direct configuration: the first rules go in by a reload.
+    let mut seen = Seen {
+        runtime_chains: vec![],
+        runtime_rules: vec![],
+        permanent: None,
+        major: 2,
+        cleanup_now: "no".to_owned(),
+        cleanup_recorded: Some("yes".to_owned()),
+        zone: None,
+    };
+    assert!(reload_needed(&desired, &seen));
+    seen.permanent = Some(PermanentDirect::for_tests(vec![], vec![docker_rule()]));
+    let steps = runtime_steps(&desired, &seen);
+    let Step::WritePermanent(written) = &steps[0] else {
+        panic!("{steps:?}");
+    };
+    assert!(written.rules.contains(&docker_rule()), "others' rules kept");
+    assert_eq!(
+        steps[1],
+        Step::Reload {
+            rules_added: desired.plan.rules.len(),
+            rules_removed: 0
+        }
+    );
+    assert_eq!(steps.len(), 2, "the reload put everything in: {steps:?}");
+    // With firewalld 1.x nothing needs a reload, and the rules go in at run time.
+    seen.major = 1;
+    assert!(!reload_needed(&desired, &seen));
+    let steps = runtime_steps(&desired, &seen);
+    assert!(
+        steps
+            .iter()
+            .all(|step| !matches!(step, Step::Reload { .. } | Step::WritePermanent(_)))
+    );
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|step| matches!(step, Step::AddRule(_)))
+            .count(),
+        desired.plan.rules.len()
+    );
+}
