@@ -29,8 +29,8 @@ require_sandbox_netns() {
 # The stack's rootfs (empty for bookworm, the machine's own packages).
 case ${DOCKGATE_STACK:-} in
     bookworm) ROOTFS="" ;;
-    sid) ROOTFS=$SANDBOX_CACHE/$DOCKGATE_STACK-rootfs ;;
-    *) echo "sandbox: DOCKGATE_STACK must be bookworm or sid, not '${DOCKGATE_STACK:-}'" >&2; exit 2 ;;
+    sid|trixie) ROOTFS=$SANDBOX_CACHE/$DOCKGATE_STACK-rootfs ;;
+    *) echo "sandbox: DOCKGATE_STACK must be bookworm, trixie or sid, not '${DOCKGATE_STACK:-}'" >&2; exit 2 ;;
 esac
 # Programs of the stack under test: the host's for bookworm, the rootfs's otherwise. A command
 # prefix rather than a function, so that a daemon started with it keeps the PID we record
@@ -127,9 +127,12 @@ start_containerd() {
 }
 
 start_dockerd() {
-    local extra=()
-    # Docker 20.10 has ip6tables only as an experimental feature; Docker 28 has it on by default.
-    [ "$DOCKGATE_STACK" = bookworm ] && extra=(--experimental --ip6tables)
+    local extra=() major
+    # Before Docker 27 (bookworm's 20.10, trixie's 26) ip6tables is an experimental feature;
+    # from 27 on it is on by default (moby#47747).
+    major=$(in_stack dockerd --version | sed -n 's/^Docker version \([0-9]*\)\..*/\1/p')
+    [ -n "$major" ] || die "cannot tell dockerd's version from '$(in_stack dockerd --version 2>&1)'"
+    [ "$major" -lt 27 ] && extra=(--experimental --ip6tables)
     start_daemon dockerd "${STACK[@]}" dockerd \
         --data-root "$SANDBOX_RUN/docker" --exec-root /run/docker --pidfile /run/docker.pid \
         -H unix:///run/docker.sock --containerd /run/containerd/containerd.sock \
