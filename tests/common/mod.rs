@@ -31,6 +31,20 @@ pub fn stack() -> String {
     std::env::var("DOCKGATE_STACK").expect("DOCKGATE_STACK is set by the sandbox")
 }
 
+/// firewalld's version as (major, minor), from `firewall-cmd --version` ("2.3.1" is (2, 3)).
+/// Tests about a version's behaviour branch on it rather than on the stack's name.
+pub fn firewalld_version() -> (u32, u32) {
+    let version = sh("firewall-cmd --version");
+    let mut numbers = version
+        .trim()
+        .split('.')
+        .map(|number| number.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => panic!("firewalld's version {version:?}"),
+    }
+}
+
 /// Runs a shell command, asserting it succeeds; returns its stdout.
 pub fn sh(command: &str) -> String {
     let (ok, stdout, stderr) = try_sh(command);
