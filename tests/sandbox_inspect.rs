@@ -43,7 +43,8 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
     in_sandbox();
     let _ = try_sh("docker network rm insp-net");
     sh("docker network create -o com.docker.network.bridge.name=dg-insp0 insp-net");
-    let _web = Container::httpd("insp-web", "-p 18100:80");
+    // --restart always: put_docker_user_jump_first may restart dockerd.
+    let _web = Container::httpd("insp-web", "-p 18100:80 --restart always --stop-timeout 1");
     let _local = Container::httpd("insp-local", "--network insp-net -p 127.0.0.1:18101:80");
 
     let report = inspect_json();
@@ -142,8 +143,13 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
     // through on IPv4 any more, and the rule does filter.
     let firewalld = firewalld().await;
     register_docker_user(&firewalld).await;
-    // On firewalld 2.x the first registration reloads, and Docker rebuilds its rules after.
+    // On firewalld 2.x the first registration reloads, and Docker rebuilds its rules after,
+    // Docker before 28 with its jump to DOCKER-USER possibly last, where the rule below would
+    // not filter (see put_docker_user_jump_first).
     wait_for_docker_rules(18100);
+    if put_docker_user_jump_first() {
+        wait_for_docker_rules(18100);
+    }
     let rule = DirectRule {
         family: Family::Ipv4,
         table: "filter".into(),

@@ -31,6 +31,31 @@ pub fn stack() -> String {
     std::env::var("DOCKGATE_STACK").expect("DOCKGATE_STACK is set by the sandbox")
 }
 
+/// firewalld's version as (major, minor), from `firewall-cmd --version` ("2.3.1" is (2, 3)).
+/// Tests about a version's behaviour branch on it rather than on the stack's name.
+pub fn firewalld_version() -> (u32, u32) {
+    let version = sh("firewall-cmd --version");
+    let mut numbers = version
+        .trim()
+        .split('.')
+        .map(|number| number.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => panic!("firewalld's version {version:?}"),
+    }
+}
+
+/// The Docker engine's major version ("26.1.5+dfsg1" is 26).
+pub fn docker_major_version() -> u32 {
+    let version = sh("docker version -f '{{.Server.Version}}'");
+    version
+        .trim()
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .unwrap_or_else(|| panic!("Docker's version {version:?}"))
+}
+
 /// Runs a shell command, asserting it succeeds; returns its stdout.
 pub fn sh(command: &str) -> String {
     let (ok, stdout, stderr) = try_sh(command);
@@ -233,10 +258,49 @@ pub fn docker() -> Docker {
 
 /// Lines in a table of iptables-save for a family ("iptables" or "ip6tables").
 pub fn iptables_lines(tool: &str, table: &str) -> usize {
+    iptables_rules(tool, table).len()
+}
+
+/// The rules in a table of iptables-save for a family, as iptables-save prints them.
+pub fn iptables_rules(tool: &str, table: &str) -> Vec<String> {
     sh(&format!("{tool}-save -t {table}"))
         .lines()
         .filter(|line| line.starts_with('-'))
-        .count()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether filter FORWARD's first rule is Docker's jump to DOCKER-USER.
+pub fn docker_user_jump_is_first() -> bool {
+    sh("iptables -S FORWARD")
+        .lines()
+        .find(|line| line.starts_with("-A FORWARD"))
+        .is_some_and(|line| line == "-A FORWARD -j DOCKER-USER")
+}
+
+/// Docker before 28 (20.10 on bookworm, 26 on trixie) rebuilds filter FORWARD after a
+/// firewalld reload in an order of its own: with a container on docker0, 26.1.5 put its jump
+/// to DOCKER-USER last, behind the rules that accept traffic to docker0 (20.10 does the same),
+/// so rules in DOCKER-USER filter nothing until dockerd starts again and puts the jump first.
+/// For tests whose subject is what a rule in DOCKER-USER does, not where Docker puts its jump:
+/// restarts dockerd when the jump is not first (containers that must survive it need
+/// `--restart always`); whether it had to.
+pub fn put_docker_user_jump_first() -> bool {
+    if docker_user_jump_is_first() {
+        return false;
+    }
+    eprintln!(
+        "Docker {} left its jump to DOCKER-USER behind others after the reload:\n{}\nrestarting dockerd",
+        docker_major_version(),
+        sh("iptables -S FORWARD")
+    );
+    sh("sandbox-ctl restart dockerd");
+    assert!(
+        eventually(Duration::from_secs(15), docker_user_jump_is_first),
+        "dockerd did not put its jump to DOCKER-USER first:\n{}",
+        sh("iptables -S FORWARD")
+    );
+    true
 }
 
 /// A container running busybox httpd on port 80, removed when dropped.

@@ -9,10 +9,11 @@
 
 SANDBOX_RUN=/run/sandbox
 SANDBOX_CACHE=${DOCKGATE_SANDBOX_CACHE:-/var/cache/dockgate}
-SID_ROOTFS=$SANDBOX_CACHE/sid-rootfs
-SID_PACKAGES=firewalld,docker.io,docker-cli,nftables,iptables,iproute2,dbus,polkitd,busybox-static,procps
-# Bump when SID_PACKAGES or the rootfs preparation changes, so cached rootfs get rebuilt.
-SID_ROOTFS_VERSION=1
+# Every stack but bookworm is a Debian suite's rootfs made by debootstrap with these packages,
+# cached in $SANDBOX_CACHE/SUITE-rootfs, its daemons run by chroot (tests/sandbox/sandbox).
+ROOTFS_PACKAGES=firewalld,docker.io,docker-cli,nftables,iptables,iproute2,dbus,polkitd,busybox-static,procps
+# Bump when ROOTFS_PACKAGES or the rootfs preparation changes, so cached rootfs get rebuilt.
+ROOTFS_VERSION=1
 
 die() { echo "sandbox: $*" >&2; exit 1; }
 log() { echo "sandbox: $*" >&2; }
@@ -25,16 +26,21 @@ require_sandbox_netns() {
         || die "refusing: this is the machine's own network namespace"
 }
 
-# Programs of the stack under test: the host's for bookworm, the chroot's for sid. A command
-# prefix rather than a function, so that a daemon started with it keeps the PID we record
-# (chroot execs its program; a backgrounded shell function would be a subshell).
+# The stack's rootfs (empty for bookworm, the machine's own packages).
 case ${DOCKGATE_STACK:-} in
-    # A clean PATH: the chroot shares /run, and our wrappers in /run/sandbox/bin must not be
-    # found from inside it.
-    sid) STACK=(chroot "$SID_ROOTFS" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin) ;;
-    bookworm) STACK=() ;;
-    *) echo "sandbox: DOCKGATE_STACK must be bookworm or sid, not '${DOCKGATE_STACK:-}'" >&2; exit 2 ;;
+    bookworm) ROOTFS="" ;;
+    sid|trixie) ROOTFS=$SANDBOX_CACHE/$DOCKGATE_STACK-rootfs ;;
+    *) echo "sandbox: DOCKGATE_STACK must be bookworm, trixie or sid, not '${DOCKGATE_STACK:-}'" >&2; exit 2 ;;
 esac
+# Programs of the stack under test: the host's for bookworm, the rootfs's otherwise. A command
+# prefix rather than a function, so that a daemon started with it keeps the PID we record
+# (chroot execs its program; a backgrounded shell function would be a subshell). A clean PATH:
+# the chroot shares /run, and our wrappers in /run/sandbox/bin must not be found from inside it.
+if [ -n "$ROOTFS" ]; then
+    STACK=(chroot "$ROOTFS" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin)
+else
+    STACK=()
+fi
 in_stack() { "${STACK[@]}" "$@"; }
 
 # Start NAME in the background, record its PID. The command must not fork away from $!.
@@ -121,9 +127,12 @@ start_containerd() {
 }
 
 start_dockerd() {
-    local extra=() more=()
-    # Docker 20.10 has ip6tables only as an experimental feature; Docker 28 has it on by default.
-    [ "$DOCKGATE_STACK" = bookworm ] && extra=(--experimental --ip6tables)
+    local extra=() more=() major
+    # Before Docker 27 (bookworm's 20.10, trixie's 26) ip6tables is an experimental feature;
+    # from 27 on it is on by default (moby#47747).
+    major=$(in_stack dockerd --version | sed -n 's/^Docker version \([0-9]*\)\..*/\1/p')
+    [ -n "$major" ] || die "cannot tell dockerd's version from '$(in_stack dockerd --version 2>&1)'"
+    [ "$major" -lt 27 ] && extra=(--experimental --ip6tables)
     # A test's own arguments (e.g. --live-restore), one line, until it removes the file.
     if [ -s "$SANDBOX_RUN/dockerd-args" ]; then
         # read fails at an end of file without a newline, having read the line all the same.
