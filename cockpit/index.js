@@ -233,6 +233,7 @@ function renderStatus() {
         ["Docker", connection(props.DockerConnected), "docker"],
         ["Unexposed ports", props.Default === undefined ? "…" : props.Default === "deny" ? "Denied" : "Allowed (Docker's default)", "default"],
         ["Denied packets", props.Verdict === undefined ? "…" : props.Verdict === "reject" ? "Rejected" : "Dropped", "verdict"],
+        ["Removing an exposure", props.OnRevoke === undefined ? "…" : props.OnRevoke === "cut" ? "Ends its connections" : "Keeps its connections", "on-revoke"],
         ["Bridge zone", props.BridgeZone || "…", "bridge-zone"],
         ["Rules in force", props.RuleCount === undefined ? "…" : String(props.RuleCount), "rules"],
         ["Last reconcile", h("span", { "data-reconciled": props.LastReconcile || 0, title: reconcileTime(props.LastReconcile) },
