@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use bollard::{BollardRequest, ClientVersion};
 
 use bollard::models::{ContainerSummary, EventMessage, EventMessageTypeEnum, PortSummaryTypeEnum};
 use bollard::query_parameters::{
@@ -151,7 +154,7 @@ impl DockerApi for Docker {
     }
 
     async fn reloaded_at(&self) -> Result<Option<u64>> {
-        let info = self.client()?.info().await?;
+        let info = self.request(async |client| client.info().await).await?;
         Ok(info
             .firewall_backend
             .and_then(|backend| backend.info)
@@ -160,6 +163,30 @@ impl DockerApi for Docker {
             .find(|pair| pair.first().is_some_and(|label| label == "ReloadedAt"))
             .and_then(|pair| unix_seconds(pair.get(1)?)))
     }
+}
+
+/// bollard 0.21 means to put "/vX.Y" before every path, but its URL join drops it (the request
+/// goes out unversioned and Docker answers at its own newest version, whatever the client
+/// understands): the version is put there here. Only where it is missing, so that a bollard
+/// that puts it there itself stays right.
+fn with_version(mut request: BollardRequest, prefix: &str) -> BollardRequest {
+    if request.uri().path().starts_with("/v1.") {
+        return request;
+    }
+    let mut parts = request.uri().clone().into_parts();
+    let rest = parts
+        .path_and_query
+        .as_ref()
+        .map_or("/", |path| path.as_str());
+    if let Ok(path) = format!("{prefix}{rest}").parse()
+        && let Ok(uri) = {
+            parts.path_and_query = Some(path);
+            http::Uri::from_parts(parts)
+        }
+    {
+        *request.uri_mut() = uri;
+    }
+    request
 }
 
 /// An RFC 3339 time as Docker writes it (Go's time.RFC3339: whole seconds, then "Z" or the
@@ -190,6 +217,9 @@ fn unix_seconds(text: &str) -> Option<u64> {
 #[derive(Clone)]
 pub struct Docker {
     socket: String,
+    /// The API version agreed with the dockerd that answers now: None until it is asked, and
+    /// again once a request fails (the next dockerd may be another version: an upgrade).
+    version: Arc<Mutex<Option<ClientVersion>>>,
 }
 
 impl Docker {
@@ -197,43 +227,90 @@ impl Docker {
     pub fn new(socket: &str) -> Self {
         Self {
             socket: socket.to_owned(),
+            version: Arc::default(),
+        }
+    }
+
+    fn unreachable(&self, source: bollard::errors::Error) -> DockerError {
+        DockerError::Unreachable {
+            socket: self.socket.clone(),
+            source,
         }
     }
 
     /// A bollard client per request: bollard refuses to make one while the socket is missing,
     /// and dockerd's socket comes and goes with dockerd. Making one opens no connection.
-    fn client(&self) -> Result<bollard::Docker> {
-        bollard::Docker::connect_with_unix(
-            &self.socket,
-            REQUEST_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|source| DockerError::Unreachable {
-            socket: self.socket.clone(),
-            source,
-        })
+    fn connect(&self, version: &ClientVersion) -> Result<bollard::Docker> {
+        bollard::Docker::connect_with_unix(&self.socket, REQUEST_TIMEOUT_SECS, version)
+            .map_err(|source| self.unreachable(source))
+    }
+
+    /// A client speaking the API version agreed with this dockerd: bollard's newest, lowered to
+    /// dockerd's own newest (1.41 for Docker 20.10, 1.45 for 26, 1.51 for 28), so that every
+    /// Docker from 20.10 on takes it (Docker 29.0-29.2 refuse anything below 1.44).
+    async fn client(&self) -> Result<bollard::Docker> {
+        let known = *self.version.lock().expect("version lock");
+        let version = match known {
+            Some(version) => version,
+            None => {
+                // /version is answered at every API version, so asking it needs none.
+                let negotiated = self
+                    .connect(bollard::API_DEFAULT_VERSION)?
+                    .negotiate_version()
+                    .await
+                    .map_err(|source| self.unreachable(source))?
+                    .client_version();
+                tracing::debug!(
+                    api = format!("{}.{}", negotiated.major_version, negotiated.minor_version),
+                    "Docker API version agreed"
+                );
+                *self.version.lock().expect("version lock") = Some(negotiated);
+                negotiated
+            }
+        };
+        let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
+        Ok(self
+            .connect(&version)?
+            .with_request_modifier(move |request| with_version(request, &prefix)))
+    }
+
+    /// Makes one request; a failed one forgets the agreed version.
+    async fn request<T>(
+        &self,
+        make: impl AsyncFnOnce(bollard::Docker) -> std::result::Result<T, bollard::errors::Error>,
+    ) -> Result<T> {
+        let result = make(self.client().await?).await;
+        if result.is_err() {
+            self.forget_version();
+        }
+        Ok(result?)
+    }
+
+    fn forget_version(&self) {
+        *self.version.lock().expect("version lock") = None;
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.client()?
-            .ping()
+        self.request(async |client| client.ping().await)
             .await
             .map(drop)
-            .map_err(|source| DockerError::Unreachable {
-                socket: self.socket.clone(),
-                source,
+            .map_err(|error| match error {
+                DockerError::Request(source) => self.unreachable(source),
+                other => other,
             })
     }
 
     pub async fn version(&self) -> Result<String> {
-        let version = self.client()?.version().await?;
+        let version = self.request(async |client| client.version().await).await?;
         Ok(version.version.unwrap_or_default())
     }
 
     /// Every host port published by a running container, sorted.
     pub async fn published_ports(&self) -> Result<Vec<PublishedPort>> {
         let options = ListContainersOptionsBuilder::new().all(false).build();
-        let containers = self.client()?.list_containers(Some(options)).await?;
+        let containers = self
+            .request(async |client| client.list_containers(Some(options)).await)
+            .await?;
         let mut ports: Vec<PublishedPort> =
             containers.iter().flat_map(published_ports_of).collect();
         ports.sort();
@@ -243,8 +320,11 @@ impl Docker {
 
     pub async fn networks(&self) -> Result<Vec<Network>> {
         let networks = self
-            .client()?
-            .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
+            .request(async |client| {
+                client
+                    .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
+                    .await
+            })
             .await?;
         let mut networks: Vec<Network> = networks
             .into_iter()
@@ -292,7 +372,7 @@ impl Docker {
         let filters = HashMap::from([("type", vec!["container", "network"])]);
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let client = match self.client() {
+            let client = match self.client().await {
                 Ok(client) if client.ping().await.is_ok() => client,
                 _ => {
                     tokio::time::sleep(backoff).await;
@@ -323,6 +403,7 @@ impl Docker {
                 }
             }
             tracing::info!("Docker event stream ended (dockerd stopped or restarted)");
+            self.forget_version();
             if sender.send(DockerEvent::Disconnected).await.is_err() {
                 return;
             }
@@ -436,6 +517,32 @@ fn container_addresses(container: &ContainerSummary) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_request_names_the_agreed_api_version_once() {
+        let request = |uri: &str| {
+            http::Request::builder()
+                .uri(uri)
+                .body(bollard::body_full(Default::default()))
+                .unwrap()
+        };
+        let versioned = with_version(
+            request("unix://2f72756e2f646f636b65722e736f636b/containers/json?all=false"),
+            "/v1.41",
+        );
+        assert_eq!(
+            versioned.uri().path_and_query().unwrap().as_str(),
+            "/v1.41/containers/json?all=false"
+        );
+        let again = with_version(versioned, "/v1.41");
+        assert_eq!(again.uri().path(), "/v1.41/containers/json");
+        assert_eq!(
+            with_version(request("unix://2f/_ping"), "/v1.53")
+                .uri()
+                .path(),
+            "/v1.53/_ping"
+        );
+    }
 
     #[test]
     fn docker_times_with_an_offset_are_unix_seconds() {

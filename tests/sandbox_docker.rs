@@ -260,3 +260,84 @@ fn a_docker0_port_no_container_uses_is_removed_and_the_containers_keep_theirs() 
     }
     assert!(remove_stale_docker0_ports().is_empty());
 }
+
+/// "1.41" -> (1, 41).
+fn api_version(text: &str) -> (u32, u32) {
+    let (major, minor) = text.trim().split_once('.').expect("an API version");
+    (major.parse().unwrap(), minor.parse().unwrap())
+}
+
+/// Issue 19: every request dockgate makes names an API version this Docker takes (bollard
+/// 0.21 meant to and did not: its requests went out unversioned, answered at Docker's newest).
+/// On bookworm that is 1.41, Docker 20.10's, which refuses anything newer with HTTP 400.
+/// Watched on the wire: socat logs what goes between dockgated and Docker's socket.
+#[test]
+fn every_request_names_an_api_version_this_docker_takes() {
+    in_sandbox();
+    let _web = Container::httpd("api-version-web", "-p 8080:80");
+    let proxy = "/run/sandbox/docker-api.sock";
+    let wire = "/run/sandbox/docker-api.log";
+    let _ = std::fs::remove_file(proxy);
+    let mut socat = std::process::Command::new("socat")
+        .args([
+            "-v",
+            &format!("UNIX-LISTEN:{proxy},fork"),
+            "UNIX-CONNECT:/run/docker.sock",
+        ])
+        .stderr(std::fs::File::create(wire).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || std::path::Path::new(
+        proxy
+    )
+    .exists()));
+    let dockgate = Dockgate::new("api-version");
+    std::fs::write(dockgate.dir.join("dockgate.toml"), "").unwrap();
+    let (ok, report, stderr) = try_sh(&format!(
+        "{} inspect --docker-socket {proxy}",
+        dockgate.args()
+    ));
+    let _ = socat.kill();
+    let _ = socat.wait();
+    assert!(ok, "inspect: {stderr}\n{report}");
+    assert!(report.contains("api-version-web"), "{report}");
+
+    let text = std::fs::read_to_string(wire).unwrap();
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("GET ") || line.starts_with("POST "))
+        .collect();
+    let statuses: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("HTTP/1.1 "))
+        .collect();
+    let newest = api_version(&sh("docker version -f '{{.Server.APIVersion}}'"));
+    let oldest = api_version(&sh("docker version -f '{{.Server.MinAPIVersion}}'"));
+    eprintln!(
+        "{}: Docker takes API {oldest:?} to {newest:?}; dockgate sent {requests:?}",
+        stack()
+    );
+    let asked: Vec<&str> = requests
+        .iter()
+        .filter_map(|request| request.split_whitespace().nth(1))
+        .filter(|path| !path.starts_with("/version"))
+        .collect();
+    assert!(asked.len() >= 3, "{text}");
+    for path in asked {
+        let version = path
+            .strip_prefix("/v")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("{path} names no API version"));
+        let version = api_version(version);
+        assert!(
+            oldest <= version && version <= newest,
+            "{path}: Docker takes {oldest:?} to {newest:?}"
+        );
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|status| status.starts_with("HTTP/1.1 200")),
+        "{statuses:?}"
+    );
+}
