@@ -510,17 +510,33 @@ impl Api {
                 port,
             )
         });
-        let cut = self.read(|status| status.config.on_revoke == OnRevoke::Cut);
-        let reason = match judgement.reason {
-            Reason::Granted {
+        let (cut, strict) = self.read(|status| {
+            (
+                status.config.on_revoke == OnRevoke::Cut,
+                status
+                    .host_zones
+                    .as_ref()
+                    .is_some_and(|zones| zones.strict_forward_ports),
+            )
+        });
+        let mut reason = judgement.reason.to_string();
+        if cut
+            && let Reason::Granted {
                 grant: Grant::Exposure(_),
                 ..
-            } if cut => format!(
-                "{}; on_revoke = cut: its connections end when it is removed or expires",
-                judgement.reason
-            ),
-            reason => reason.to_string(),
-        };
+            } = judgement.reason
+        {
+            reason += "; on_revoke = cut: its connections end when it is removed or expires";
+        }
+        if strict
+            && matches!(
+                judgement.reason,
+                Reason::Granted { .. } | Reason::DefaultAllow
+            )
+        {
+            reason += "; firewalld's StrictForwardPorts=yes lets Docker's forwarding of it \
+                       through by a forward-port";
+        }
         Ok((judgement.allowed, reason))
     }
 
@@ -614,6 +630,18 @@ impl Api {
         self.read(|status| status.config.on_revoke.to_string())
     }
 
+    /// firewalld's StrictForwardPorts (2.3 and later): where it is on, dockgate keeps a
+    /// forward-port for each published port its policy lets some source reach.
+    #[zbus(property)]
+    fn strict_forward_ports(&self) -> bool {
+        self.read(|status| {
+            status
+                .host_zones
+                .as_ref()
+                .is_some_and(|zones| zones.strict_forward_ports)
+        })
+    }
+
     #[zbus(property)]
     fn bridge_zone(&self) -> String {
         self.read(|status| status.bridge_zone.clone())
@@ -694,6 +722,8 @@ pub trait Dockgate1 {
     fn verdict(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn on_revoke(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn strict_forward_ports(&self) -> zbus::Result<bool>;
     #[zbus(property)]
     fn bridge_zone(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::diff::{self, Desired, Seen, Step, ZoneFound};
+use crate::diff::{self, Desired, Forwards, ForwardsFound, Seen, Step, ZoneFound};
 use crate::firewalld::{ErrorCode, Firewall, FirewalldError, Layer};
 use crate::state::{StateDir, StateError};
 use crate::zones::{self, Bound, Originals};
@@ -88,6 +88,19 @@ impl<F: Firewall> Applier<F> {
         } else {
             None
         };
+        let strict_forward_ports = firewall.strict_forward_ports().await?;
+        let recorded: Option<Forwards> = self.state.load(diff::FORWARDS_FILE)?;
+        let forwards = if strict_forward_ports || recorded.is_some() {
+            let outside = firewall.outside_zone(&desired.external_interfaces).await?;
+            Some(ForwardsFound {
+                runtime: firewall.forward_ports(Layer::Runtime, &outside).await?,
+                permanent: firewall.forward_ports(Layer::Permanent, &outside).await?,
+                zone: outside,
+                recorded: recorded.unwrap_or_default(),
+            })
+        } else {
+            None
+        };
         let mut seen = Seen {
             runtime_chains: firewall.chains(Layer::Runtime).await?,
             runtime_rules: firewall.rules(Layer::Runtime).await?,
@@ -96,6 +109,8 @@ impl<F: Firewall> Applier<F> {
             cleanup_now: firewall.cleanup_on_exit().await?,
             cleanup_recorded: self.state.load(CLEANUP_FILE)?,
             zone,
+            strict_forward_ports,
+            forwards,
         };
         if diff::reload_needed(desired, &seen) {
             seen.permanent = Some(firewall.permanent_direct().await?);
@@ -200,6 +215,26 @@ impl<F: Firewall> Applier<F> {
                 firewall.remove_rule(Layer::Runtime, &rule).await?;
                 firewall.add_rule(Layer::Runtime, &rule).await?;
                 outcome.writes += 2;
+            }
+            Step::RecordForwards(Some(record)) => self.state.store(diff::FORWARDS_FILE, &record)?,
+            Step::RecordForwards(None) => self.state.remove(diff::FORWARDS_FILE)?,
+            Step::AddForwardPort(layer, zone, port) => {
+                firewall.add_forward_port(layer, &zone, &port).await?;
+                outcome.writes += 1;
+            }
+            Step::RemoveForwardPort(layer, zone, port) => {
+                match firewall.remove_forward_port(layer, &zone, &port).await {
+                    // Gone already (the admin took it out, or a zone was removed): reached.
+                    Err(error)
+                        if matches!(
+                            error.code(),
+                            Some(ErrorCode::NotEnabled | ErrorCode::InvalidZone)
+                        ) => {}
+                    other => {
+                        other?;
+                        outcome.writes += 1;
+                    }
+                }
             }
             Step::RecordBound(record) => self.state.store(zones::BOUND_FILE, &record)?,
             Step::MoveBridge { zone, interface } => {

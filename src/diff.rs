@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config;
-use crate::firewalld::{ActiveZone, Layer, PermanentDirect, ZoneAccess, ZoneSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::firewalld::{ActiveZone, ForwardPort, Layer, PermanentDirect, ZoneAccess, ZoneSettings};
 pub use crate::plan::Desired;
 use crate::plan::{
     ENTRY_CHAIN, JUDGE_CHAIN, MARKER, Plan, SEEN_COMMENT, UNJUDGED_COMMENT, VERDICT_COMMENT,
@@ -153,6 +155,38 @@ pub struct Seen {
     pub cleanup_recorded: Option<String>,
     /// Zone docker, when its settings are dockgate's business (see `zones::managed`).
     pub zone: Option<ZoneFound>,
+    /// firewalld >= 2.3's StrictForwardPorts.
+    pub strict_forward_ports: bool,
+    /// The forward-ports of the zone outside connections meet, and dockgate's record of its
+    /// own: read when StrictForwardPorts is on or dockgate has some to take back.
+    pub forwards: Option<ForwardsFound>,
+}
+
+/// The forward-ports dockgate keeps where StrictForwardPorts is on, as its state file records
+/// them: only these are ever taken out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwards {
+    /// (zone, forward-port)
+    pub ports: BTreeSet<(String, ForwardPort)>,
+}
+
+/// The state file of [`Forwards`].
+pub const FORWARDS_FILE: &str = "forward-ports.json";
+
+/// Where dockgate's forward-ports lead if firewalld's own DNAT ever ran before Docker's: the
+/// loopback address, which a packet from outside cannot reach (a martian, dropped), so that it
+/// would close rather than redirect. Docker's DNAT comes first (iptables' nat hook runs before
+/// firewalld's), so the forward-port only has firewalld's strict check let the connection on
+/// to dockgate's rules, which judge its source.
+pub const FORWARD_TO: &str = "127.0.0.1";
+
+/// The forward-ports of the zone outside connections meet, as firewalld holds them.
+#[derive(Debug, Clone)]
+pub struct ForwardsFound {
+    pub zone: String,
+    pub runtime: Vec<ForwardPort>,
+    pub permanent: Vec<ForwardPort>,
+    pub recorded: Forwards,
 }
 
 /// Zone docker as firewalld reports it, with dockgate's record of what it found there.
@@ -196,6 +230,12 @@ pub enum Step {
     /// The bridges dockgate binds elsewhere, kept before it moves them (docker-prestart moves
     /// them back from this record even while Docker is down).
     RecordBound(Bound),
+    /// dockgate's forward-ports as they will be, kept before any is added (None: delete the
+    /// record, there are none).
+    RecordForwards(Option<Forwards>),
+    AddForwardPort(Layer, String, ForwardPort),
+    /// Taken out; one that is not there (any more) is fine.
+    RemoveForwardPort(Layer, String, ForwardPort),
     /// Binds an interface to a zone at run time.
     MoveBridge {
         zone: String,
@@ -294,6 +334,7 @@ pub fn runtime_steps(desired: &Desired, seen: &Seen) -> Vec<Step> {
     steps.extend(changes.remove_rules.into_iter().map(Step::RemoveRule));
     steps.extend(changes.remove_chains.into_iter().map(Step::RemoveChain));
     steps.extend(changes.reseat.into_iter().map(Step::Reseat));
+    steps.extend(forward_steps(desired, seen));
     // A reload already made the runtime zone the permanent one.
     if !prepare.reload {
         steps.extend(
@@ -302,6 +343,63 @@ pub fn runtime_steps(desired: &Desired, seen: &Seen) -> Vec<Step> {
         );
     }
     steps.extend(zone.keep.map(Step::KeepZoneRecord));
+    steps
+}
+
+/// Where firewalld's StrictForwardPorts is on, it refuses every DNATed connection that no
+/// forward-port with a destination address names by its original port (firewalld 2.3+,
+/// nftables.py: the accept in filter_FORWARD_dnat matches the port alone, in any zone and
+/// either family). So that the exposures keep working there, dockgate keeps a forward-port in
+/// the zone outside connections meet for each published port its policy lets some source
+/// reach, in both layers, and none for a port nobody may reach; dockgate's rules still judge
+/// every source. Where it is off (or firewalld has no such setting), dockgate's are taken out.
+/// They go in after the rules that judge their ports; only recorded ones ever come out.
+pub fn forward_steps(desired: &Desired, seen: &Seen) -> Vec<Step> {
+    let Some(found) = &seen.forwards else {
+        return Vec::new();
+    };
+    let wanted: BTreeSet<(String, ForwardPort)> = desired
+        .forward_ports
+        .iter()
+        .filter(|_| seen.strict_forward_ports)
+        .map(|(port, protocol)| {
+            (
+                found.zone.clone(),
+                ForwardPort {
+                    port: port.to_string(),
+                    protocol: protocol.as_str().to_owned(),
+                    toport: String::new(),
+                    toaddr: FORWARD_TO.to_owned(),
+                },
+            )
+        })
+        .collect();
+    let mut steps = Vec::new();
+    let ever: BTreeSet<_> = found.recorded.ports.union(&wanted).cloned().collect();
+    if ever != found.recorded.ports {
+        steps.push(Step::RecordForwards(Some(Forwards { ports: ever })));
+    }
+    for (zone, port) in &wanted {
+        for (layer, present) in [
+            (Layer::Runtime, &found.runtime),
+            (Layer::Permanent, &found.permanent),
+        ] {
+            if !present.contains(port) {
+                steps.push(Step::AddForwardPort(layer, zone.clone(), port.clone()));
+            }
+        }
+    }
+    let stale: Vec<_> = found.recorded.ports.difference(&wanted).collect();
+    for (zone, port) in &stale {
+        for layer in [Layer::Runtime, Layer::Permanent] {
+            steps.push(Step::RemoveForwardPort(layer, zone.clone(), port.clone()));
+        }
+    }
+    if !stale.is_empty() || (wanted.is_empty() && !found.recorded.ports.is_empty()) {
+        steps.push(Step::RecordForwards(
+            (!wanted.is_empty()).then_some(Forwards { ports: wanted }),
+        ));
+    }
     steps
 }
 

@@ -31,9 +31,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, Config, OnRevoke, Source, Verdict};
-use crate::docker::{self, PublishedPort};
+use crate::docker::{self, Protocol, PublishedPort};
 use crate::exposures::{self, Listed, RuntimeExposure};
-use crate::policy::{Grant, Policy};
+use crate::policy::{self, Grant, Policy, Serving};
 use crate::rules::{DirectChain, DirectRule, Family};
 use crate::zones::Binding;
 
@@ -113,6 +113,13 @@ pub struct Desired {
     /// Docker has just rebuilt its rules after a firewalld reload or start, inserting them
     /// ahead of everyone's in filter FORWARD: put the verdict rules there back in front.
     pub reseat_verdict: bool,
+    /// The published host ports the policy lets some source reach: where firewalld's
+    /// StrictForwardPorts is on, each needs a forward-port for Docker's DNAT to pass firewalld
+    /// at all (see `diff::forward_steps`). Empty unless dockgate enforces a policy: with
+    /// "allow" it must not open what the admin's StrictForwardPorts closed.
+    pub forward_ports: BTreeSet<(u16, Protocol)>,
+    /// The config's: they tell which zone outside connections meet.
+    pub external_interfaces: Vec<String>,
 }
 
 impl Desired {
@@ -123,6 +130,8 @@ impl Desired {
             zone: config::ZoneSettings::default(),
             bridges: Binding::Return,
             reseat_verdict: false,
+            forward_ports: BTreeSet::new(),
+            external_interfaces: Vec::new(),
         }
     }
 
@@ -179,14 +188,28 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             bridges: inputs.docker.bridges.clone(),
         },
     };
+    let policy = inputs.policy();
+    let forward_ports = inputs
+        .docker
+        .ports
+        .iter()
+        .filter(|port| {
+            policy.enforcing()
+                && policy::serving(port) == Serving::Dnat
+                && policy::access(&policy, None, port).state != policy::State::Denied
+        })
+        .map(|port| (port.host_port, port.protocol))
+        .collect();
     Desired {
-        plan: plan(&inputs.policy(), &inputs.docker.bridges),
+        plan: plan(&policy, &inputs.docker.bridges),
         zone: config::ZoneSettings {
             bind: None,
             ..zone.clone()
         },
         bridges,
         reseat_verdict: false,
+        forward_ports,
+        external_interfaces: inputs.config.external_interfaces.clone(),
     }
 }
 

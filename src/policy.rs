@@ -164,8 +164,11 @@ pub struct HostZones {
     /// with an interface or a source bound to it.
     pub zones: BTreeMap<String, ZoneView>,
     /// firewalld >= 2.3 with StrictForwardPorts=yes: DNAT that firewalld did not create itself
-    /// (Docker's) is refused.
+    /// (Docker's) is refused, unless a forward-port with a destination address names the
+    /// original port (in any zone: firewalld's check is the port alone).
     pub strict_forward_ports: bool,
+    /// The ports (first, last) such forward-ports name.
+    pub forwarded: Vec<(u16, u16)>,
 }
 
 /// What one zone lets in to the host.
@@ -179,6 +182,15 @@ pub struct ZoneView {
 }
 
 impl HostZones {
+    /// Whether firewalld's StrictForwardPorts refuses Docker's DNAT to this host port.
+    pub fn strict_refuses(&self, port: u16) -> bool {
+        self.strict_forward_ports
+            && !self
+                .forwarded
+                .iter()
+                .any(|(first, last)| (*first..=*last).contains(&port))
+    }
+
     /// The zone that judges a connection from `source` arriving from outside: a zone the source
     /// is bound to, else the zone of the first external interface bound to one, else the
     /// default zone (where an interface bound to none belongs).
@@ -266,7 +278,9 @@ impl fmt::Display for Reason {
                 "{port} is published on {host_ip} only: no other host can reach it"
             ),
             Reason::StrictForwardPorts => f.write_str(
-                "firewalld's StrictForwardPorts=yes refuses Docker's port forwarding",
+                "firewalld's StrictForwardPorts=yes refuses Docker's forwarding of this port: no \
+                 forward-port names it (dockgate keeps one only for the ports its policy lets \
+                 some source reach)",
             ),
             Reason::DefaultAllow => {
                 f.write_str("default = \"allow\": dockgate lets everything through")
@@ -365,7 +379,7 @@ pub fn judge(
                 )
             }
         },
-        Serving::Dnat if zones.is_some_and(|zones| zones.strict_forward_ports) => {
+        Serving::Dnat if zones.is_some_and(|zones| zones.strict_refuses(port.host_port)) => {
             (false, Reason::StrictForwardPorts)
         }
         Serving::Dnat if !policy.enforcing() => (true, Reason::DefaultAllow),
@@ -547,11 +561,13 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
                 judged_by: format!("zone {zone}"),
             }
         }
-        Serving::Dnat if zones.is_some_and(|zones| zones.strict_forward_ports) => Access {
-            state: State::Denied,
-            sources: Vec::new(),
-            judged_by: dockgate(),
-        },
+        Serving::Dnat if zones.is_some_and(|zones| zones.strict_refuses(port.host_port)) => {
+            Access {
+                state: State::Denied,
+                sources: Vec::new(),
+                judged_by: dockgate(),
+            }
+        }
         Serving::Dnat if !policy.enforcing() => Access {
             state: State::Open,
             sources: everyone(),

@@ -177,6 +177,7 @@ mod client {
                     "default": property("Default"),
                     "verdict": property("Verdict"),
                     "on_revoke": property("OnRevoke"),
+                    "strict_forward_ports": property("StrictForwardPorts"),
                     "permissions": permissions,
                     "bridge_zone": property("BridgeZone"),
                     "rule_count": property("RuleCount"),
@@ -212,6 +213,11 @@ mod client {
                     status["rule_count"],
                     status["bridge_zone"].as_str().unwrap_or_default()
                 );
+                if status["strict_forward_ports"] == true {
+                    println!(
+                        "  firewalld:  StrictForwardPorts=yes: dockgate keeps a forward-port for each port it lets someone reach"
+                    );
+                }
                 if status["on_revoke"] == "cut" {
                     println!(
                         "  revoking:   ends the connections an exposure admitted (on_revoke = cut)"

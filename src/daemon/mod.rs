@@ -295,6 +295,9 @@ impl<F: Firewall, D: DockerApi> Daemon<F, D> {
                     Property::Default => interface.default_changed(emitter).await,
                     Property::Verdict => interface.verdict_changed(emitter).await,
                     Property::OnRevoke => interface.on_revoke_changed(emitter).await,
+                    Property::StrictForwardPorts => {
+                        interface.strict_forward_ports_changed(emitter).await
+                    }
                     Property::BridgeZone => interface.bridge_zone_changed(emitter).await,
                     Property::RuleCount => interface.rule_count_changed(emitter).await,
                     Property::LastReconcile => interface.last_reconcile_changed(emitter).await,

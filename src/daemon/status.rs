@@ -47,6 +47,7 @@ pub struct Properties {
     pub default: String,
     pub verdict: String,
     pub on_revoke: String,
+    pub strict_forward_ports: bool,
     pub bridge_zone: String,
     pub rule_count: u32,
     pub last_reconcile: u64,
@@ -60,6 +61,7 @@ pub enum Property {
     Default,
     Verdict,
     OnRevoke,
+    StrictForwardPorts,
     BridgeZone,
     RuleCount,
     LastReconcile,
@@ -100,6 +102,10 @@ impl Status {
             default: self.config.default.to_string(),
             verdict: self.config.verdict.to_string(),
             on_revoke: self.config.on_revoke.to_string(),
+            strict_forward_ports: self
+                .host_zones
+                .as_ref()
+                .is_some_and(|zones| zones.strict_forward_ports),
             bridge_zone: self.bridge_zone.clone(),
             rule_count: self.rule_count,
             last_reconcile: self.last_reconcile,
@@ -153,6 +159,10 @@ impl Announced {
             (Property::Default, before.default != after.default),
             (Property::Verdict, before.verdict != after.verdict),
             (Property::OnRevoke, before.on_revoke != after.on_revoke),
+            (
+                Property::StrictForwardPorts,
+                before.strict_forward_ports != after.strict_forward_ports,
+            ),
             (
                 Property::BridgeZone,
                 before.bridge_zone != after.bridge_zone,

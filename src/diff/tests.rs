@@ -6,6 +6,7 @@ use crate::exposures::listed;
 use crate::plan::plan;
 use crate::policy::Policy;
 use crate::rules::Family;
+use std::collections::BTreeSet;
 
 fn plan_for(text: &str) -> Plan {
     let config = Config::parse(text, Path::new("test.toml")).expect("test config parses");
@@ -354,6 +355,8 @@ fn with_a_reload_the_permanent_layer_is_written_first_and_nothing_is_left_to_add
         cleanup_now: "no".to_owned(),
         cleanup_recorded: Some("yes".to_owned()),
         zone: None,
+        strict_forward_ports: false,
+        forwards: None,
     };
     assert!(reload_needed(&desired, &seen));
     seen.permanent = Some(PermanentDirect::for_tests(vec![], vec![docker_rule()]));
@@ -386,4 +389,130 @@ fn with_a_reload_the_permanent_layer_is_written_first_and_nothing_is_left_to_add
             .count(),
         desired.plan.rules.len()
     );
+}
+
+fn forward(port: &str) -> ForwardPort {
+    ForwardPort {
+        port: port.to_owned(),
+        protocol: "tcp".to_owned(),
+        toport: String::new(),
+        toaddr: FORWARD_TO.to_owned(),
+    }
+}
+
+fn seen_forwards(
+    strict: bool,
+    zone: &str,
+    present: &[ForwardPort],
+    recorded: &[(&str, ForwardPort)],
+) -> Seen {
+    Seen {
+        runtime_chains: vec![],
+        runtime_rules: vec![],
+        permanent: None,
+        major: 2,
+        cleanup_now: "no".to_owned(),
+        cleanup_recorded: Some("yes".to_owned()),
+        zone: None,
+        strict_forward_ports: strict,
+        forwards: Some(ForwardsFound {
+            zone: zone.to_owned(),
+            runtime: present.to_vec(),
+            permanent: present.to_vec(),
+            recorded: Forwards {
+                ports: recorded
+                    .iter()
+                    .map(|(zone, port)| ((*zone).to_owned(), port.clone()))
+                    .collect(),
+            },
+        }),
+    }
+}
+
+#[test]
+fn with_strict_forward_ports_each_reachable_port_gets_a_forward_port_once_and_recorded_first() {
+    let desired = Desired {
+        forward_ports: BTreeSet::from([(8080, crate::docker::Protocol::Tcp)]),
+        ..Desired::nothing()
+    };
+    // The admin's own forward-port of another port is none of dockgate's business.
+    let admins = ForwardPort {
+        port: "2222".to_owned(),
+        protocol: "tcp".to_owned(),
+        toport: "22".to_owned(),
+        toaddr: "192.168.1.5".to_owned(),
+    };
+    let steps = forward_steps(
+        &desired,
+        &seen_forwards(true, "public", std::slice::from_ref(&admins), &[]),
+    );
+    assert_eq!(
+        steps,
+        [
+            Step::RecordForwards(Some(Forwards {
+                ports: BTreeSet::from([("public".to_owned(), forward("8080"))])
+            })),
+            Step::AddForwardPort(Layer::Runtime, "public".to_owned(), forward("8080")),
+            Step::AddForwardPort(Layer::Permanent, "public".to_owned(), forward("8080")),
+        ]
+    );
+    // In place and recorded: nothing to do.
+    let done = seen_forwards(
+        true,
+        "public",
+        &[admins.clone(), forward("8080")],
+        &[("public", forward("8080"))],
+    );
+    assert_eq!(forward_steps(&desired, &done), []);
+    // The port nobody may reach any more: its forward-port goes, in both layers.
+    let steps = forward_steps(&Desired::nothing(), &done);
+    assert_eq!(
+        steps,
+        [
+            Step::RemoveForwardPort(Layer::Runtime, "public".to_owned(), forward("8080")),
+            Step::RemoveForwardPort(Layer::Permanent, "public".to_owned(), forward("8080")),
+            Step::RecordForwards(None),
+        ]
+    );
+    assert!(
+        !steps
+            .iter()
+            .any(|step| format!("{step:?}").contains("2222"))
+    );
+}
+
+#[test]
+fn strict_forward_ports_off_takes_dockgates_forward_ports_back_and_a_zone_change_moves_them() {
+    let desired = Desired {
+        forward_ports: BTreeSet::from([(8080, crate::docker::Protocol::Tcp)]),
+        ..Desired::nothing()
+    };
+    let off = seen_forwards(
+        false,
+        "public",
+        &[forward("8080")],
+        &[("public", forward("8080"))],
+    );
+    let steps = forward_steps(&desired, &off);
+    assert!(steps.iter().all(|step| matches!(
+        step,
+        Step::RemoveForwardPort(..) | Step::RecordForwards(None)
+    )));
+    assert_eq!(steps.len(), 3);
+    // The outside interface moved to zone external: added there before it goes from public.
+    let moved = seen_forwards(true, "external", &[], &[("public", forward("8080"))]);
+    let steps = forward_steps(&desired, &moved);
+    let added = steps
+        .iter()
+        .position(|step| matches!(step, Step::AddForwardPort(_, zone, _) if zone == "external"))
+        .unwrap();
+    let removed = steps
+        .iter()
+        .position(|step| matches!(step, Step::RemoveForwardPort(_, zone, _) if zone == "public"))
+        .unwrap();
+    assert!(added < removed, "{steps:?}");
+    // Nothing seen (not strict, nothing recorded): nothing read, nothing done.
+    let mut none = moved;
+    none.forwards = None;
+    assert_eq!(forward_steps(&desired, &none), []);
 }

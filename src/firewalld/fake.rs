@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::policy::HostZones;
 
 use super::{
-    ActiveZone, DirectChain, DirectRule, ErrorCode, Family, Firewall, FirewalldError, Layer,
-    PermanentDirect, Result, ZoneAccess, ZoneSettings,
+    ActiveZone, DirectChain, DirectRule, ErrorCode, Family, Firewall, FirewalldError, ForwardPort,
+    Layer, PermanentDirect, Result, ZoneAccess, ZoneSettings,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,10 @@ pub struct State {
     pub reloads: usize,
     /// firewalld 2.x flushed every iptables table, Docker's rules included.
     pub flushed_docker: bool,
+    /// firewalld >= 2.3's StrictForwardPorts.
+    pub strict_forward_ports: bool,
+    /// Forward-ports of zone public, runtime and permanent.
+    pub forward_ports: (Vec<ForwardPort>, Vec<ForwardPort>),
     /// What `iptables -S` prints of a chain, by "family table chain" (none: it is empty).
     pub kernel: BTreeMap<String, String>,
 }
@@ -216,6 +220,7 @@ impl Firewall for Fake {
         self.changed("reload".to_owned(), |state| {
             state.runtime_chains = state.permanent_chains.clone();
             state.runtime_rules = state.permanent_rules.clone();
+            state.forward_ports.0 = state.forward_ports.1.clone();
             if let Some((permanent, runtime)) = &mut state.docker_zone {
                 *runtime = permanent.clone();
             }
@@ -300,6 +305,62 @@ impl Firewall for Fake {
 
     async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>> {
         Ok(self.state.borrow().active.clone())
+    }
+
+    async fn strict_forward_ports(&self) -> Result<bool> {
+        Ok(self.state.borrow().strict_forward_ports)
+    }
+
+    async fn outside_zone(&self, _external_interfaces: &[String]) -> Result<String> {
+        Ok("public".to_owned())
+    }
+
+    async fn forward_ports(&self, layer: Layer, _zone: &str) -> Result<Vec<ForwardPort>> {
+        let state = self.state.borrow();
+        Ok(match layer {
+            Layer::Runtime => state.forward_ports.0.clone(),
+            Layer::Permanent => state.forward_ports.1.clone(),
+        })
+    }
+
+    async fn add_forward_port(&self, layer: Layer, zone: &str, port: &ForwardPort) -> Result<()> {
+        self.changed(
+            format!("add forward-port {layer:?} {zone} {port:?}"),
+            |state| {
+                let ports = match layer {
+                    Layer::Runtime => &mut state.forward_ports.0,
+                    Layer::Permanent => &mut state.forward_ports.1,
+                };
+                if ports.contains(port) {
+                    return Err(refused(ErrorCode::AlreadyEnabled));
+                }
+                ports.push(port.clone());
+                Ok(())
+            },
+        )
+    }
+
+    async fn remove_forward_port(
+        &self,
+        layer: Layer,
+        zone: &str,
+        port: &ForwardPort,
+    ) -> Result<()> {
+        self.changed(
+            format!("remove forward-port {layer:?} {zone} {port:?}"),
+            |state| {
+                let ports = match layer {
+                    Layer::Runtime => &mut state.forward_ports.0,
+                    Layer::Permanent => &mut state.forward_ports.1,
+                };
+                let before = ports.len();
+                ports.retain(|existing| existing != port);
+                if ports.len() == before {
+                    return Err(refused(ErrorCode::NotEnabled));
+                }
+                Ok(())
+            },
+        )
     }
 
     async fn kernel_chain(&self, family: Family, table: &str, chain: &str) -> Result<String> {

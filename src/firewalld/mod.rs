@@ -198,6 +198,16 @@ impl ZoneAccess {
     }
 }
 
+/// A forward-port of a zone, as firewalld spells it: a port or range, its protocol, and where
+/// it leads (an empty `toport` keeps the port).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct ForwardPort {
+    pub port: String,
+    pub protocol: String,
+    pub toport: String,
+    pub toaddr: String,
+}
+
 /// A zone's runtime bindings as `getActiveZones` reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ActiveZone {
@@ -361,8 +371,20 @@ impl Firewalld {
         }
         let mut service_ports: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut zones = BTreeMap::new();
+        let mut forwarded = Vec::new();
         for name in names {
             let dict = self.zone.get_zone_settings2(&name).await?;
+            let forward_ports: Vec<(String, String, String, String)> =
+                dict_value(&dict, "forward_ports").unwrap_or_default();
+            forwarded.extend(
+                forward_ports
+                    .iter()
+                    .filter(|(_, _, _, toaddr)| !toaddr.is_empty())
+                    .filter_map(|(port, protocol, _, _)| {
+                        let range = port_range(port, protocol)?;
+                        Some((range.first, range.last))
+                    }),
+            );
             let settings = ZoneSettings::from_dict(&dict);
             let sources: Vec<String> = dict_value(&dict, "sources").unwrap_or_default();
             let mut open: Vec<(PortRange, String)> = settings
@@ -416,6 +438,7 @@ impl Firewalld {
             default_zone,
             zones,
             strict_forward_ports,
+            forwarded,
         })
     }
 
@@ -587,6 +610,15 @@ pub trait Firewall {
     async fn remove_policy(&self, name: &str) -> Result<()>;
 
     async fn active_zones(&self) -> Result<BTreeMap<String, ActiveZone>>;
+    /// firewalld >= 2.3's StrictForwardPorts; false where firewalld has no such setting.
+    async fn strict_forward_ports(&self) -> Result<bool>;
+    /// The zone a new connection from outside meets: the zone of the first of
+    /// `external_interfaces` bound to one, else the default zone.
+    async fn outside_zone(&self, external_interfaces: &[String]) -> Result<String>;
+    async fn forward_ports(&self, layer: Layer, zone: &str) -> Result<Vec<ForwardPort>>;
+    async fn add_forward_port(&self, layer: Layer, zone: &str, port: &ForwardPort) -> Result<()>;
+    async fn remove_forward_port(&self, layer: Layer, zone: &str, port: &ForwardPort)
+    -> Result<()>;
     /// One chain of the kernel's rules as `iptables -S` prints it, read through firewalld's
     /// D-Bus passthrough (firewalld runs iptables; dockgate runs none itself): to see Docker's
     /// rules come back after a reload, which firewalld's own API does not show.
@@ -799,6 +831,115 @@ impl Firewall for Firewalld {
                 (zone, active)
             })
             .collect())
+    }
+
+    async fn strict_forward_ports(&self) -> Result<bool> {
+        match self.config.strict_forward_ports().await {
+            Ok(value) => Ok(value.eq_ignore_ascii_case("yes")),
+            Err(error) => match FirewalldError::from(error) {
+                FirewalldError::NotRunning => Err(FirewalldError::NotRunning),
+                // firewalld < 2.3 has no such property.
+                _ => Ok(false),
+            },
+        }
+    }
+
+    async fn outside_zone(&self, external_interfaces: &[String]) -> Result<String> {
+        let active = self.active_zones().await?;
+        let bound = external_interfaces.iter().find_map(|interface| {
+            active
+                .iter()
+                .find(|(_, zone)| zone.interfaces.contains(interface))
+                .map(|(name, _)| name.clone())
+        });
+        match bound {
+            Some(zone) => Ok(zone),
+            None => Ok(self.main.get_default_zone().await?),
+        }
+    }
+
+    async fn forward_ports(&self, layer: Layer, zone: &str) -> Result<Vec<ForwardPort>> {
+        Ok(match layer {
+            Layer::Runtime => self
+                .zone
+                .get_forward_ports(zone)
+                .await?
+                .into_iter()
+                .filter_map(|fields| match fields.as_slice() {
+                    [port, protocol, toport, toaddr] => Some(ForwardPort {
+                        port: port.clone(),
+                        protocol: protocol.clone(),
+                        toport: toport.clone(),
+                        toaddr: toaddr.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            Layer::Permanent => self
+                .permanent_zone(zone)
+                .await?
+                .get_forward_ports()
+                .await?
+                .into_iter()
+                .map(|(port, protocol, toport, toaddr)| ForwardPort {
+                    port,
+                    protocol,
+                    toport,
+                    toaddr,
+                })
+                .collect(),
+        })
+    }
+
+    async fn add_forward_port(&self, layer: Layer, zone: &str, port: &ForwardPort) -> Result<()> {
+        let ForwardPort {
+            port,
+            protocol,
+            toport,
+            toaddr,
+        } = port;
+        match layer {
+            Layer::Runtime => {
+                self.zone
+                    .add_forward_port(zone, port, protocol, toport, toaddr, 0)
+                    .await?;
+            }
+            Layer::Permanent => {
+                self.permanent_zone(zone)
+                    .await?
+                    .add_forward_port(port, protocol, toport, toaddr)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_forward_port(
+        &self,
+        layer: Layer,
+        zone: &str,
+        port: &ForwardPort,
+    ) -> Result<()> {
+        let ForwardPort {
+            port,
+            protocol,
+            toport,
+            toaddr,
+        } = port;
+        match layer {
+            Layer::Runtime => {
+                self.zone
+                    .remove_forward_port(zone, port, protocol, toport, toaddr)
+                    .await?;
+            }
+            Layer::Permanent => {
+                self.permanent_zone(zone)
+                    .await?
+                    .remove_forward_port(port, protocol, toport, toaddr)
+                    .await?
+            }
+        }
+        Ok(())
     }
 
     async fn kernel_chain(&self, family: Family, table: &str, chain: &str) -> Result<String> {

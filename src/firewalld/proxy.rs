@@ -66,6 +66,31 @@ pub trait Zone {
         settings: HashMap<&str, Variant<'_>>,
     ) -> zbus::Result<()>;
 
+    /// Each as (port, protocol, toport, toaddr).
+    #[zbus(name = "getForwardPorts")]
+    fn get_forward_ports(&self, zone: &str) -> zbus::Result<Vec<Vec<String>>>;
+
+    #[zbus(name = "addForwardPort")]
+    fn add_forward_port(
+        &self,
+        zone: &str,
+        port: &str,
+        protocol: &str,
+        toport: &str,
+        toaddr: &str,
+        timeout: i32,
+    ) -> zbus::Result<String>;
+
+    #[zbus(name = "removeForwardPort")]
+    fn remove_forward_port(
+        &self,
+        zone: &str,
+        port: &str,
+        protocol: &str,
+        toport: &str,
+        toaddr: &str,
+    ) -> zbus::Result<String>;
+
     #[zbus(signal, name = "InterfaceAdded")]
     fn interface_added(&self, zone: String, interface: String) -> zbus::Result<()>;
 
@@ -232,4 +257,25 @@ pub trait ConfigZone {
 
     #[zbus(name = "update2")]
     fn update2(&self, settings: HashMap<&str, Variant<'_>>) -> zbus::Result<()>;
+
+    #[zbus(name = "getForwardPorts")]
+    fn get_forward_ports(&self) -> zbus::Result<Vec<(String, String, String, String)>>;
+
+    #[zbus(name = "addForwardPort")]
+    fn add_forward_port(
+        &self,
+        port: &str,
+        protocol: &str,
+        toport: &str,
+        toaddr: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(name = "removeForwardPort")]
+    fn remove_forward_port(
+        &self,
+        port: &str,
+        protocol: &str,
+        toport: &str,
+        toaddr: &str,
+    ) -> zbus::Result<()>;
 }

@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -266,4 +267,44 @@ fn an_exposure_admits_what_docker_dnated_from_its_host_port_and_nothing_routed_d
     );
     // Trusted sources reach every container, routed or not.
     assert_eq!(forward(&rules, &packet("10.0.0.9", false)), Fate::Through);
+}
+
+#[test]
+fn forward_ports_are_wanted_for_the_ports_someone_may_reach_and_only_while_enforcing() {
+    let ports = vec![
+        crate::testing::published("web", "0.0.0.0", 8080, Protocol::Tcp),
+        crate::testing::published("db", "0.0.0.0", 5432, Protocol::Tcp),
+        crate::testing::published("admin", "127.0.0.1", 9000, Protocol::Tcp),
+    ];
+    let view = DockerView {
+        ports,
+        bridges: vec!["docker0".to_owned()],
+    };
+    let wanted = |text: &str| {
+        let config = config(text);
+        desired(&Inputs {
+            config: &config,
+            runtime: &[],
+            docker: &view,
+            docker_up: true,
+            rebuilding: false,
+        })
+        .forward_ports
+    };
+    let exposed = "default = \"deny\"\n[[expose]]\nport = \"8080/tcp\"\nfrom = [\"any\"]\n";
+    assert_eq!(wanted(exposed), BTreeSet::from([(8080, Protocol::Tcp)]));
+    // A trusted source reaches every published port (not one bound to loopback).
+    let trusted = "default = \"deny\"\ntrusted = [\"10.0.0.0/8\"]\n";
+    assert_eq!(
+        wanted(trusted),
+        BTreeSet::from([(8080, Protocol::Tcp), (5432, Protocol::Tcp)])
+    );
+    assert!(
+        wanted("default = \"deny\"\n").is_empty(),
+        "nobody may reach any"
+    );
+    assert!(
+        wanted("default = \"allow\"\n").is_empty(),
+        "allow opens nothing more"
+    );
 }

@@ -121,6 +121,7 @@ fn zones(default_zone: &str, zones: &[(&str, ZoneView)]) -> HostZones {
             .map(|(name, view)| ((*name).to_owned(), view.clone()))
             .collect(),
         strict_forward_ports: false,
+        forwarded: vec![],
     }
 }
 
@@ -194,7 +195,7 @@ fn a_port_docker_proxy_serves_is_judged_by_the_zone_not_by_dockgate() {
 }
 
 #[test]
-fn strict_forward_ports_refuses_what_docker_forwards() {
+fn strict_forward_ports_refuses_what_docker_forwards_unless_a_forward_port_names_it() {
     let mut strict = zones("public", &[("public", zone_opening(&[]))]);
     strict.strict_forward_ports = true;
     let port = published("web", "0.0.0.0", 8080);
@@ -202,6 +203,17 @@ fn strict_forward_ports_refuses_what_docker_forwards() {
     assert_eq!(access(&open, Some(&strict), &port).state, State::Denied);
     let judged = judge(&open, Some(&strict), &port, address("10.0.0.1"));
     assert_eq!(judged.reason, Reason::StrictForwardPorts);
+    // A forward-port of 8080 (dockgate's, or the admin's), in any zone: the policy decides.
+    strict.forwarded = vec![(8000, 8080)];
+    assert_eq!(access(&open, Some(&strict), &port).state, State::Open);
+    let exposed = policy(
+        "[[expose]]\nport = \"8080/tcp\"\nfrom = [\"203.0.113.7\"]\n",
+        std::slice::from_ref(&port),
+    );
+    assert!(judge(&exposed, Some(&strict), &port, address("203.0.113.7")).allowed);
+    assert!(!judge(&exposed, Some(&strict), &port, address("10.0.0.1")).allowed);
+    let other = published("db", "0.0.0.0", 8081);
+    assert_eq!(access(&open, Some(&strict), &other).state, State::Denied);
 }
 
 #[test]
