@@ -85,19 +85,26 @@ impl FromStr for Protocol {
     }
 }
 
-/// One host port a running container publishes, as Docker DNATs it.
+/// One port a running container publishes: a host port Docker DNATs (or docker-proxy serves),
+/// or, on a network in gateway mode "routed", the container's own address and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PublishedPort {
     pub container: String,
     pub container_id: String,
-    /// The host address the port is bound to: 0.0.0.0 or :: for every address.
+    /// The host address the port is bound to: 0.0.0.0 or :: for every address; for a routed
+    /// port the container's own address.
     pub host_ip: IpAddr,
+    /// The host port; for a routed port the container's.
     pub host_port: u16,
     pub protocol: Protocol,
     /// The container's address of the same family that Docker forwards to (None when the
     /// container has no address of that family, e.g. IPv6 disabled on its network).
     pub container_ip: Option<IpAddr>,
     pub container_port: u16,
+    /// Gateway mode "routed" (Docker 27 and later): no host port and no DNAT; clients that
+    /// route to the container's network reach its address directly.
+    #[serde(default)]
+    pub routed: bool,
 }
 
 impl PublishedPort {
@@ -468,8 +475,8 @@ fn published_ports_of(container: &ContainerSummary) -> Vec<PublishedPort> {
         .iter()
         .flatten()
         .filter_map(|port| {
-            let host_port = port.public_port?;
-            let host_ip: IpAddr = port.ip.as_deref()?.parse().ok()?;
+            // Only published ports have an address; an exposed but unpublished port has none.
+            let bound: IpAddr = port.ip.as_deref()?.parse().ok()?;
             let protocol = match port.typ? {
                 PortSummaryTypeEnum::TCP => Protocol::Tcp,
                 PortSummaryTypeEnum::UDP => Protocol::Udp,
@@ -479,7 +486,14 @@ fn published_ports_of(container: &ContainerSummary) -> Vec<PublishedPort> {
             let container_ip = addresses
                 .iter()
                 .copied()
-                .find(|address| address.is_ipv4() == host_ip.is_ipv4());
+                .find(|address| address.is_ipv4() == bound.is_ipv4());
+            let (host_ip, host_port, routed) = match port.public_port {
+                Some(host_port) => (bound, host_port, false),
+                // Published with no host port (Docker 28 says "0.0.0.0:0->80/tcp"): gateway
+                // mode routed, reached at the container's address. Docker 29 leaves such ports
+                // out of this list altogether (moby's container/view.go).
+                None => (container_ip?, port.private_port, true),
+            };
             Some(PublishedPort {
                 container: name.clone(),
                 container_id: id.clone(),
@@ -488,6 +502,7 @@ fn published_ports_of(container: &ContainerSummary) -> Vec<PublishedPort> {
                 protocol,
                 container_ip,
                 container_port: port.private_port,
+                routed,
             })
         })
         .collect()

@@ -480,6 +480,7 @@ mod tests {
             protocol: crate::docker::Protocol::Tcp,
             container_ip: None,
             container_port: 80,
+            routed: false,
         };
         assert_eq!(forwards_to(&port), "container port 80");
         port.container_ip = Some("fd00::2".parse().unwrap());

@@ -34,6 +34,9 @@ pub struct Packet {
     pub dnat: bool,
     /// A later packet of an established connection (from the client) rather than its first.
     pub established: bool,
+    /// The address the client connected to, where it is a container's (a routed connection);
+    /// None: the host's own, which Docker DNATed.
+    pub orig_dst: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,10 @@ impl Walk<'_> {
                     };
                     ((first..=last).contains(&self.packet.orig_port), 2)
                 }
+                "--ctorigdst" => (
+                    self.packet.orig_dst == Some(value(1).parse().expect("an address")),
+                    2,
+                ),
                 "--src-range" => {
                     let (first, last) = value(1).split_once('-').expect("a range");
                     let (first, last): (IpAddr, IpAddr) =

@@ -30,10 +30,11 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::PortRange;
 use crate::config::{self, Config, OnRevoke, Source, Verdict};
 use crate::docker::{self, Protocol, PublishedPort};
 use crate::exposures::{self, Listed, RuntimeExposure};
-use crate::policy::{self, Grant, Policy, Serving};
+use crate::policy::{self, Allow, Grant, Policy, Serving};
 use crate::rules::{DirectChain, DirectRule, Family};
 use crate::zones::Binding;
 
@@ -325,52 +326,30 @@ impl Rules<'_> {
     fn judge(&mut self, policy: &Policy) {
         let allow = &["-j", "RETURN"];
         for grant in &policy.allows {
-            let (mut matches, comment) = match (&grant.grant, grant.ports) {
-                (Grant::Exposure(id), Some(ports)) => {
-                    let port = if ports.first == ports.last {
-                        ports.first.to_string()
-                    } else {
-                        format!("{}:{}", ports.first, ports.last)
-                    };
-                    // DNAT: only connections Docker forwarded from that host port. Where
-                    // Docker lets clients route straight to container addresses (gateway
-                    // modes nat-unprotected and routed, --allow-direct-routing, or Docker
-                    // before 28 with a route to its subnet), the original destination port of
-                    // a direct connection is the container's port, which may equal P.
-                    (
-                        [
-                            "-p",
-                            ports.protocol.as_str(),
-                            "-m",
-                            "conntrack",
-                            "--ctstate",
-                            "DNAT",
-                            "--ctorigdstport",
-                        ]
-                        .iter()
-                        .map(|arg| (*arg).to_owned())
-                        .chain([port])
-                        .collect(),
-                        format!("{MARKER}:expose:{id}"),
-                    )
-                }
+            let (targets, comment) = match (&grant.grant, grant.ports) {
+                (Grant::Exposure(id), Some(ports)) => (
+                    self.exposure_matches(grant, ports),
+                    format!("{MARKER}:expose:{id}"),
+                ),
                 // Trusted sources reach every port.
-                _ => (Vec::new(), format!("{MARKER}:trusted")),
+                _ => (vec![Vec::new()], format!("{MARKER}:trusted")),
             };
-            if let Some(until) = grant.until {
-                matches.extend(["-m", "time", "--datestop"].map(str::to_owned));
-                matches.push(datestop(until));
-            }
-            for matcher in source_matchers(&grant.sources, self.family) {
-                let mut all: Vec<String> = matches.clone();
-                all.extend(matcher.args());
-                let all: Vec<&str> = all.iter().map(String::as_str).collect();
-                self.add(
-                    MANGLE,
-                    JUDGE_CHAIN,
-                    ALLOW_PRIORITY,
-                    args(&all, &comment, allow),
-                );
+            for mut matches in targets {
+                if let Some(until) = grant.until {
+                    matches.extend(["-m", "time", "--datestop"].map(str::to_owned));
+                    matches.push(datestop(until));
+                }
+                for matcher in source_matchers(&grant.sources, self.family) {
+                    let mut all: Vec<String> = matches.clone();
+                    all.extend(matcher.args());
+                    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                    self.add(
+                        MANGLE,
+                        JUDGE_CHAIN,
+                        ALLOW_PRIORITY,
+                        args(&all, &comment, allow),
+                    );
+                }
             }
         }
         self.add(
@@ -383,6 +362,54 @@ impl Rules<'_> {
                 &["-j", "MARK", "--set-xmark", DENY_MARK],
             ),
         );
+    }
+
+    /// What an exposure's rules match, one list per rule: its host ports, and the own address
+    /// and port of each routed container it is bound to (of this family).
+    fn exposure_matches(&self, grant: &Allow, ports: PortRange) -> Vec<Vec<String>> {
+        let port = if ports.first == ports.last {
+            ports.first.to_string()
+        } else {
+            format!("{}:{}", ports.first, ports.last)
+        };
+        let words = |words: &[&str]| words.iter().map(|word| (*word).to_owned()).collect();
+        let mut targets: Vec<Vec<String>> = Vec::new();
+        if grant.host_ports {
+            // DNAT: only connections Docker forwarded from that host port. Where Docker lets
+            // clients route straight to container addresses (gateway modes nat-unprotected
+            // and routed, --allow-direct-routing, or Docker before 28 with a route to its
+            // subnet), the original destination port of a direct connection is the
+            // container's port, which may equal P.
+            targets.push(words(&[
+                "-p",
+                ports.protocol.as_str(),
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
+                "--ctorigdstport",
+                &port,
+            ]));
+        }
+        // A routed container is reached at its own address: that address and port, and no
+        // other container's.
+        for address in grant
+            .routed
+            .iter()
+            .filter(|address| self.family.matches(**address))
+        {
+            targets.push(words(&[
+                "-p",
+                ports.protocol.as_str(),
+                "-m",
+                "conntrack",
+                "--ctorigdst",
+                &address.to_string(),
+                "--ctorigdstport",
+                &port,
+            ]));
+        }
+        targets
     }
 
     /// The start-up guard: only a new connection to a local address can meet Docker's DNAT.

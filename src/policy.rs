@@ -56,12 +56,36 @@ pub struct Allow {
     /// The first wall-clock second (Unix) it no longer admits: a time-limited exposure's end,
     /// which its rules carry, so that the kernel ends it whether dockgated runs or not.
     pub until: Option<u64>,
+    /// Whether it covers host ports, which Docker DNATs (or docker-proxy serves): trusted
+    /// sources and exposures do, except one bound to a container that publishes the port only
+    /// on a network in gateway mode "routed".
+    pub host_ports: bool,
+    /// The routed containers' addresses it covers: an exposure bound to a container whose
+    /// network is in gateway mode "routed" names the container's own port there.
+    pub routed: Vec<IpAddr>,
 }
 
 impl Allow {
+    /// Whether it covers host port `port` (DNAT or docker-proxy).
     pub fn covers(&self, port: u16, protocol: Protocol) -> bool {
-        self.ports
-            .is_none_or(|ports| ports.contains(port, protocol))
+        self.host_ports
+            && self
+                .ports
+                .is_none_or(|ports| ports.contains(port, protocol))
+    }
+
+    /// Whether it covers this published port: a host port, or a routed container's own
+    /// address and port. Trusted sources reach every one.
+    pub fn reaches(&self, port: &PublishedPort) -> bool {
+        if !port.routed {
+            return self.covers(port.host_port, port.protocol);
+        }
+        match self.ports {
+            None => true,
+            Some(ports) => {
+                ports.contains(port.host_port, port.protocol) && self.routed.contains(&port.host_ip)
+            }
+        }
     }
 
     /// The first of the sources that lets `address` in.
@@ -113,18 +137,38 @@ impl Policy {
             ports: None,
             sources: config.trusted.clone(),
             until: None,
+            host_ports: true,
+            routed: Vec::new(),
         });
         let exposed = exposures
             .iter()
             .filter(|listed| in_force(&listed.exposure, ports))
-            .map(|listed| Allow {
-                grant: Grant::Exposure(listed.id.clone()),
-                ports: Some(listed.exposure.port),
-                sources: listed.exposure.from.clone(),
-                until: match listed.origin {
-                    Origin::Runtime { expires_at, .. } if expires_at != 0 => Some(expires_at),
-                    _ => None,
-                },
+            .map(|listed| {
+                let exposure = &listed.exposure;
+                // The bound container's ports in the range, host ports and routed ones apart.
+                let bound: Vec<&PublishedPort> = ports
+                    .iter()
+                    .filter(|port| {
+                        exposure.container.as_ref() == Some(&port.container)
+                            && exposure.port.contains(port.host_port, port.protocol)
+                    })
+                    .collect();
+                Allow {
+                    grant: Grant::Exposure(listed.id.clone()),
+                    ports: Some(exposure.port),
+                    sources: exposure.from.clone(),
+                    until: match listed.origin {
+                        Origin::Runtime { expires_at, .. } if expires_at != 0 => Some(expires_at),
+                        _ => None,
+                    },
+                    host_ports: exposure.container.is_none()
+                        || bound.iter().any(|port| !port.routed),
+                    routed: bound
+                        .iter()
+                        .filter(|port| port.routed)
+                        .map(|port| port.host_ip)
+                        .collect(),
+                }
             });
         Policy {
             default: config.default,
@@ -151,6 +195,14 @@ impl Policy {
         self.allows
             .iter()
             .filter(|allow| allow.covers(port, protocol))
+            .find_map(|allow| Some((&allow.grant, allow.admitting(address)?)))
+    }
+
+    /// The first grant letting `address` reach this published port, with the source that did.
+    pub fn grant_to(&self, address: IpAddr, port: &PublishedPort) -> Option<(&Grant, &Source)> {
+        self.allows
+            .iter()
+            .filter(|allow| allow.reaches(port))
             .find_map(|allow| Some((&allow.grant, allow.admitting(address)?)))
     }
 }
@@ -331,11 +383,16 @@ pub enum Serving {
     Dnat,
     /// docker-proxy on the host: firewalld's zone judges.
     Proxy,
+    /// Gateway mode "routed": clients reach the container's own address; dockgate's rules
+    /// judge (no DNAT, so firewalld's StrictForwardPorts has nothing to say).
+    Routed,
 }
 
 pub fn serving(port: &PublishedPort) -> Serving {
     if port.is_loopback_only() {
         Serving::LoopbackOnly
+    } else if port.routed {
+        Serving::Routed
     } else if port.container_ip.is_none() {
         Serving::Proxy
     } else {
@@ -382,8 +439,8 @@ pub fn judge(
         Serving::Dnat if zones.is_some_and(|zones| zones.strict_refuses(port.host_port)) => {
             (false, Reason::StrictForwardPorts)
         }
-        Serving::Dnat if !policy.enforcing() => (true, Reason::DefaultAllow),
-        Serving::Dnat => match policy.grant_for(source, port.host_port, port.protocol) {
+        Serving::Routed | Serving::Dnat if !policy.enforcing() => (true, Reason::DefaultAllow),
+        Serving::Routed | Serving::Dnat => match policy.grant_to(source, port) {
             Some((grant, admitting)) => (
                 true,
                 Reason::Granted {
@@ -568,19 +625,15 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
                 judged_by: dockgate(),
             }
         }
-        Serving::Dnat if !policy.enforcing() => Access {
+        Serving::Routed | Serving::Dnat if !policy.enforcing() => Access {
             state: State::Open,
             sources: everyone(),
             judged_by: dockgate(),
         },
-        Serving::Dnat => {
+        Serving::Routed | Serving::Dnat => {
             let mut sources = Vec::new();
             let (mut open, mut exposed) = (false, false);
-            for allow in policy
-                .allows
-                .iter()
-                .filter(|allow| allow.covers(port.host_port, port.protocol))
-            {
+            for allow in policy.allows.iter().filter(|allow| allow.reaches(port)) {
                 for source in allow.sources.iter().filter(|s| s.family_matches(v6)) {
                     open |= is_everyone(source, v6);
                     exposed |= matches!(allow.grant, Grant::Exposure(_));

@@ -35,6 +35,7 @@ pub fn published(
                 .unwrap(),
         ),
         container_port: 80,
+        routed: false,
     }
 }
 

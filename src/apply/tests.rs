@@ -101,6 +101,7 @@ fn fate(rules: &[DirectRule], view: &DockerView, (source, index): (IpAddr, usize
             time: crate::testing::NOW,
             dnat: true,
             established: false,
+            orig_dst: None,
         },
     )
 }

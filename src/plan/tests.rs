@@ -20,6 +20,7 @@ fn published(container: &str, host_port: u16, container_ip: &str) -> PublishedPo
         protocol: Protocol::Tcp,
         container_ip: Some(container_ip.parse::<IpAddr>().unwrap()),
         container_port: 80,
+        routed: false,
     }
 }
 
@@ -257,6 +258,7 @@ fn an_exposure_admits_what_docker_dnated_from_its_host_port_and_nothing_routed_d
         time: crate::testing::NOW,
         dnat,
         established: false,
+        orig_dst: None,
     };
     use crate::netfilter::{Fate, forward};
     assert_eq!(forward(&rules, &packet("203.0.113.7", true)), Fate::Through);

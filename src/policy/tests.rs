@@ -310,10 +310,28 @@ fn generated_ports() -> impl Strategy<Value = Vec<PublishedPort>> {
         prop::sample::select(vec!["0.0.0.0", "::", "10.99.2.1", "127.0.0.1"]),
         prop::sample::select(vec![8080u16, 8081, 5353, 9001, 443]),
         prop::sample::select(vec![Protocol::Tcp, Protocol::Udp]),
+        prop::bool::weighted(0.2),
     )
-        .prop_map(|(container, host_ip, host_port, protocol)| PublishedPort {
-            protocol,
-            ..published(container, host_ip, host_port)
+        .prop_map(|(container, host_ip, host_port, protocol, routed)| {
+            let port = PublishedPort {
+                protocol,
+                ..published(container, host_ip, host_port)
+            };
+            if !routed || port.host_ip.is_loopback() {
+                return port;
+            }
+            // Gateway mode routed: reached at the container's own address and port.
+            let address: IpAddr = if port.host_ip.is_ipv6() {
+                "fd00:30::2".parse().unwrap()
+            } else {
+                "172.30.10.2".parse().unwrap()
+            };
+            PublishedPort {
+                host_ip: address,
+                container_ip: Some(address),
+                routed: true,
+                ..port
+            }
         });
     prop::collection::vec(row, 1..6)
 }
@@ -342,12 +360,16 @@ proptest! {
         let policy = Policy::new(&config, &listed(&config, &[]), &ports);
         let planned = plan::plan(&policy, &["docker0".to_owned(), "br-0123456789ab".to_owned()]);
         let rules: Vec<_> = planned.rules.iter().cloned().collect();
-        for port in ports.iter().filter(|port| serving(port) == Serving::Dnat) {
+        for port in ports
+            .iter()
+            .filter(|port| matches!(serving(port), Serving::Dnat | Serving::Routed))
+        {
             for source in SOURCES.iter().map(|source| address(source)) {
                 if source.is_ipv6() != port.host_ip.is_ipv6() {
                     continue;
                 }
                 let judged = judge(&policy, None, port, source);
+                // A routed port is reached at the container's own address, without DNAT.
                 let packet = Packet {
                     source,
                     in_interface: "eth0".to_owned(),
@@ -355,8 +377,9 @@ proptest! {
                     protocol: port.protocol,
                     orig_port: port.host_port,
                     time: testing::NOW,
-                    dnat: true,
+                    dnat: !port.routed,
                     established: false,
+                    orig_dst: port.routed.then_some(port.host_ip),
                 };
                 let trace = netfilter::forward(&rules, &packet);
                 prop_assert_eq!(
@@ -457,6 +480,7 @@ proptest! {
                         time,
                         dnat: true,
                         established: false,
+                        orig_dst: None,
                     };
                     let judged = judge(&then, None, port, source);
                     prop_assert_eq!(
@@ -499,6 +523,7 @@ proptest! {
                     time: testing::NOW,
                     dnat: true,
                     established: true,
+                    orig_dst: None,
                 };
                 let fate = netfilter::forward(&rules, &packet);
                 let allowed = judge(&policy, None, port, source).allowed;
@@ -515,4 +540,36 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_routed_port_is_named_by_its_container_and_its_own_port_never_by_a_host_port() {
+    let routed_address: IpAddr = "172.30.10.2".parse().unwrap();
+    let routed = PublishedPort {
+        host_ip: routed_address,
+        container_ip: Some(routed_address),
+        routed: true,
+        ..published("web", "0.0.0.0", 80)
+    };
+    let host_port = published("db", "0.0.0.0", 80);
+    let ports = vec![routed.clone(), host_port.clone()];
+    let bound = policy(
+        "[[expose]]\nport = \"80/tcp\"\ncontainer = \"web\"\nfrom = [\"203.0.113.7\"]\n",
+        &ports,
+    );
+    assert!(judge(&bound, None, &routed, address("203.0.113.7")).allowed);
+    assert!(!judge(&bound, None, &routed, address("198.51.100.4")).allowed);
+    assert!(
+        !judge(&bound, None, &host_port, address("203.0.113.7")).allowed,
+        "web publishes 80 only routed: db's host port 80 is not named"
+    );
+    let host = policy("[[expose]]\nport = \"80/tcp\"\nfrom = [\"any\"]\n", &ports);
+    assert_eq!(access(&host, None, &host_port).state, State::Open);
+    assert_eq!(
+        access(&host, None, &routed).state,
+        State::Denied,
+        "an exposure without a container names a host port, never a routed one"
+    );
+    let trusted = policy("trusted = [\"10.0.0.0/8\"]\n", &ports);
+    assert_eq!(access(&trusted, None, &routed).state, State::TrustedOnly);
 }
