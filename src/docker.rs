@@ -307,6 +307,13 @@ impl Docker {
             })
     }
 
+    /// Docker's firewall backend, as `docker info` says (API 1.49 and later); None where it
+    /// does not.
+    pub async fn firewall_backend(&self) -> Result<Option<String>> {
+        let info = self.request(async |client| client.info().await).await?;
+        Ok(info.firewall_backend.and_then(|backend| backend.driver))
+    }
+
     pub async fn version(&self) -> Result<String> {
         let version = self.request(async |client| client.version().await).await?;
         Ok(version.version.unwrap_or_default())

@@ -64,6 +64,20 @@ impl<T> Readout<T> {
 #[derive(Debug, Clone, Serialize)]
 pub struct DockerInfo {
     pub version: String,
+    /// Docker's firewall backend as it reports it (Docker 28.1 and later, API 1.49:
+    /// "iptables+firewalld", "nftables+firewalld"); None where it does not say (iptables).
+    pub firewall_backend: Option<String>,
+}
+
+impl DockerInfo {
+    /// Docker's experimental nftables backend (Docker 29) has no DOCKER-USER chain: direct
+    /// rules put there are never reached.
+    pub fn has_docker_user(&self) -> bool {
+        !self
+            .firewall_backend
+            .as_deref()
+            .is_some_and(|backend| backend.starts_with("nftables"))
+    }
 }
 
 /// Whether the kernel holds what dockgate's policy plans.
@@ -192,16 +206,17 @@ impl Report {
             };
         // Likewise an empty list of ports must mean none, never "could not read them".
         let docker_state = async {
-            let version = docker.version().await?;
+            let info = DockerInfo {
+                version: docker.version().await?,
+                firewall_backend: docker.firewall_backend().await?,
+            };
             let networks = docker.networks().await?;
             let ports = docker.published_ports().await?;
-            Ok::<_, crate::docker::DockerError>((version, networks, ports))
+            Ok::<_, crate::docker::DockerError>((info, networks, ports))
         }
         .await;
         let (docker_info, networks, ports) = match docker_state {
-            Ok((version, networks, ports)) => {
-                (Readout::Read(DockerInfo { version }), networks, ports)
-            }
+            Ok((info, networks, ports)) => (Readout::Read(info), networks, ports),
             Err(error) => (Readout::from_result(Err(error)), Vec::new(), Vec::new()),
         };
         let view = DockerView {
@@ -259,10 +274,15 @@ impl Report {
                 zone,
             });
         }
+        // Where Docker has no DOCKER-USER (its nftables backend) nobody's rules there are reached.
+        let docker_user = docker_info.as_ref().is_none_or(DockerInfo::has_docker_user);
         let docker_user_rules: Vec<DirectRule> = runtime_rules
             .into_iter()
             .filter(|rule| {
-                rule.table == "filter" && rule.chain == DOCKER_USER && !diff::owns_rule(rule)
+                docker_user
+                    && rule.table == "filter"
+                    && rule.chain == DOCKER_USER
+                    && !diff::owns_rule(rule)
             })
             .collect();
         let ports = ports
@@ -333,7 +353,20 @@ impl Report {
         }
         match &self.docker {
             Readout::Read(docker) => {
-                let _ = writeln!(out, "Docker {}", docker.version);
+                let _ = match &docker.firewall_backend {
+                    Some(backend) => writeln!(
+                        out,
+                        "Docker {} (firewall backend {backend}{})",
+                        docker.version,
+                        if docker.has_docker_user() {
+                            ""
+                        } else {
+                            ": no DOCKER-USER chain; dockgate judges in mangle FORWARD and \
+                             rejects in filter FORWARD"
+                        }
+                    ),
+                    None => writeln!(out, "Docker {}", docker.version),
+                };
             }
             Readout::Unreadable { error } => {
                 let _ = writeln!(out, "Docker: {error}");
@@ -468,6 +501,21 @@ mod tests {
             enforcement(&plan::Plan::default(), &[foreign]),
             Enforcement::InForce { rules: 0 }
         );
+    }
+
+    #[test]
+    fn only_dockers_nftables_backend_lacks_docker_user() {
+        let docker = |backend: Option<&str>| DockerInfo {
+            version: "29.1.0".to_owned(),
+            firewall_backend: backend.map(str::to_owned),
+        };
+        assert!(
+            docker(None).has_docker_user(),
+            "Docker before 28.1 says nothing"
+        );
+        assert!(docker(Some("iptables+firewalld")).has_docker_user());
+        assert!(!docker(Some("nftables+firewalld")).has_docker_user());
+        assert!(!docker(Some("nftables")).has_docker_user());
     }
 
     #[test]
