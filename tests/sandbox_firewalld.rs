@@ -181,7 +181,18 @@ async fn a_direct_rule_in_docker_user_blocks_a_published_port_and_its_removal_re
     );
     // What follows is about a rule in DOCKER-USER, which filters only where Docker's jump
     // leads there first.
-    put_docker_user_jump_first();
+    if put_docker_user_jump_first() {
+        // The restarted dockerd puts its jump first before it has rebuilt every nat rule
+        // (CI saw 7 of 8 lines at the next look, with a second network left by an earlier test).
+        assert!(
+            eventually(Duration::from_secs(15), || iptables_lines(
+                "iptables", "nat"
+            ) == nat_before),
+            "Docker's nat rules after its restart: {} before, {} after",
+            nat_before,
+            iptables_lines("iptables", "nat")
+        );
+    }
     assert_eq!(
         probe_until(HOST_V4, 18090, "open", Duration::from_secs(10)),
         "open"
