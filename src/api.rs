@@ -401,6 +401,36 @@ impl Api {
                     ("sources".to_owned(), value(row.access.sources)),
                     ("loopback_only".to_owned(), value(port.is_loopback_only())),
                     ("judged_by".to_owned(), value(row.access.judged_by)),
+                    ("audited".to_owned(), value(row.access.audited)),
+                ])
+            })
+            .collect())
+    }
+
+    /// The connections from outside refused (or, auditing, that "deny" would refuse) since
+    /// `since` (unix seconds), per host port, protocol and source.
+    #[zbus(out_args("refused"))]
+    async fn list_refused(
+        &self,
+        since: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, ApiError> {
+        authorize(connection, &header, ACTION_READ, &Details::new()).await?;
+        let Answer::Refused(entries) = self.call(Call::ListRefused { since }).await? else {
+            return Err(ApiError::Failed("unexpected answer".to_owned()));
+        };
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                HashMap::from([
+                    ("port".to_owned(), value(entry.port)),
+                    ("protocol".to_owned(), value(entry.protocol.to_string())),
+                    ("source".to_owned(), value(entry.source.to_string())),
+                    ("count".to_owned(), value(entry.count)),
+                    ("first_seen".to_owned(), value(entry.first_seen)),
+                    ("last_seen".to_owned(), value(entry.last_seen)),
+                    ("would_be".to_owned(), value(entry.would_be)),
                 ])
             })
             .collect())
@@ -531,7 +561,7 @@ impl Api {
         if strict
             && matches!(
                 judgement.reason,
-                Reason::Granted { .. } | Reason::DefaultAllow
+                Reason::Granted { .. } | Reason::DefaultAllow | Reason::Audited { .. }
             )
         {
             reason += "; firewalld's StrictForwardPorts=yes lets Docker's forwarding of it \
@@ -664,6 +694,10 @@ impl Api {
     #[zbus(signal)]
     pub async fn ports_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 
+    /// The refused-connections table changed (at most once a second); no addresses in it.
+    #[zbus(signal)]
+    pub async fn refused_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
+
     #[zbus(signal)]
     pub async fn reconciled(
         emitter: &SignalEmitter<'_>,
@@ -686,6 +720,9 @@ pub trait Dockgate1 {
 
     #[zbus(allow_interactive_auth)]
     fn list_exposures(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+
+    #[zbus(allow_interactive_auth)]
+    fn list_refused(&self, since: u64) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
 
     #[zbus(allow_interactive_auth)]
     fn expose(

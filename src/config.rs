@@ -202,6 +202,9 @@ pub enum DefaultPolicy {
     Deny,
     /// Docker's own behaviour; dockgate only reports.
     Allow,
+    /// What `allow` admits, and every new connection from outside that `deny` would refuse is
+    /// recorded (`[refused]`): the safe step from `allow` to `deny` on a running host.
+    Audit,
 }
 
 impl DefaultPolicy {
@@ -209,6 +212,7 @@ impl DefaultPolicy {
         match self {
             DefaultPolicy::Deny => "deny",
             DefaultPolicy::Allow => "allow",
+            DefaultPolicy::Audit => "audit",
         }
     }
 }
@@ -366,6 +370,62 @@ fn sources_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::E
     Ok(value)
 }
 
+/// Recording refused connections (and, with `default = "audit"`, those `deny` would refuse):
+/// the kernel logs them to an NFLOG group, rate-limited in the rule itself, and dockgated keeps
+/// a bounded table of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Refused {
+    /// The NFLOG group dockgated reads. ulogd's shipped configurations use groups 0, 1 and 2
+    /// (and examples up to 11); no other program may read the same group.
+    #[serde(deserialize_with = "nflog_group")]
+    pub nflog_group: u16,
+    /// Connections recorded per second and published port (each family), after a burst of as
+    /// many: a flood costs the kernel and dockgated bounded work; past it, attempts are refused
+    /// all the same but not counted.
+    #[serde(deserialize_with = "per_second")]
+    pub per_second: u32,
+    /// Entries the table keeps (one per port, source and minute); the oldest go first.
+    #[serde(deserialize_with = "max_entries")]
+    pub max_entries: u32,
+}
+
+impl Default for Refused {
+    fn default() -> Self {
+        Refused {
+            nflog_group: 2717,
+            per_second: 20,
+            max_entries: 10_000,
+        }
+    }
+}
+
+fn nflog_group<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    let value = u16::deserialize(deserializer)?;
+    if value == 0 {
+        return Err(de::Error::custom(
+            "group 0 is ulogd's and the kernel's default; choose another (1-65535)",
+        ));
+    }
+    Ok(value)
+}
+
+fn per_second<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(deserializer)?;
+    if !(1..=10_000).contains(&value) {
+        return Err(de::Error::custom("must be 1-10000"));
+    }
+    Ok(value)
+}
+
+fn max_entries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(deserializer)?;
+    if !(100..=1_000_000).contains(&value) {
+        return Err(de::Error::custom("must be 100-1000000"));
+    }
+    Ok(value)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -378,6 +438,7 @@ pub struct Config {
     pub trusted: Vec<Source>,
     pub zone: ZoneSettings,
     pub limits: Limits,
+    pub refused: Refused,
     pub expose: Vec<Exposure>,
 }
 
@@ -914,6 +975,10 @@ bind = "internal"
 exposures_per_uid = 16
 exposures_total = 256
 sources_per_exposure = 64
+[refused]
+nflog_group = 42
+per_second = 5
+max_entries = 500
 [[expose]]
 port = "443/tcp"
 from = ["any"]
@@ -942,6 +1007,11 @@ comment = "public web"
                 exposures_per_uid: 16,
                 exposures_total: 256,
                 sources_per_exposure: 64,
+            },
+            refused: Refused {
+                nflog_group: 42,
+                per_second: 5,
+                max_entries: 500,
             },
             expose: vec![Exposure {
                 port: ports("443/tcp"),

@@ -122,6 +122,10 @@ impl PortReport {
             return "loopback only".to_owned();
         }
         let who = match access.state {
+            State::Open if access.audited => {
+                "OPEN to every source, audited (default = \"deny\" would refuse whom no grant names)"
+                    .to_owned()
+            }
             State::Open => "OPEN to every source".to_owned(),
             State::Denied => "denied".to_owned(),
             State::TrustedOnly => format!("trusted only: {}", access.sources.join(", ")),

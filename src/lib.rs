@@ -13,10 +13,12 @@ pub mod inspect;
 pub mod logging;
 #[cfg(test)]
 mod netfilter;
+pub mod nflog;
 pub mod plan;
 pub mod policy;
 pub mod rebuild;
 pub mod reconcile;
+pub mod refused;
 pub mod rules;
 pub mod scheduler;
 pub mod state;

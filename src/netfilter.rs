@@ -62,6 +62,8 @@ struct Walk<'a> {
     family: Family,
     packet: &'a Packet,
     mark: u32,
+    /// The prefixes of the NFLOG rules the packet met, in order.
+    logged: Vec<String>,
 }
 
 impl Walk<'_> {
@@ -88,6 +90,10 @@ impl Walk<'_> {
                     let (value, mask) = mark_value(option(arguments, "--set-xmark"));
                     self.mark = (self.mark & !mask) ^ value;
                 }
+                // Not a verdict: the packet goes on.
+                "NFLOG" => self
+                    .logged
+                    .push(option(arguments, "--nflog-prefix").to_owned()),
                 "ACCEPT" | "DROP" | "REJECT" => {
                     return Verdict::Stop(name.clone(), arguments.to_vec());
                 }
@@ -172,6 +178,8 @@ impl Walk<'_> {
                 // The time match with its default, UTC, as the plan writes it.
                 "--datestop" => (self.packet.time <= unix_seconds(value(1)), 2),
                 "--comment" => (true, 2),
+                // The rate limit is not modelled: every packet is under it.
+                "--limit" | "--limit-burst" => (true, 2),
                 other => panic!("the simulator does not know {other} in {rule}"),
             };
             // `-m NAME` only names a module; `!` applies to the match after it.
@@ -234,6 +242,7 @@ pub fn matching(rules: &[DirectRule], packet: &Packet, table: &str, chain: &str)
         family: family_of(packet),
         packet,
         mark: 0,
+        logged: Vec::new(),
     };
     rules
         .iter()
@@ -253,44 +262,58 @@ fn family_of(packet: &Packet) -> Family {
 
 /// What the kernel does with `packet`, given the direct rules in force.
 pub fn forward(rules: &[DirectRule], packet: &Packet) -> Fate {
+    forward_logged(rules, packet).0
+}
+
+/// What the kernel does with `packet`, and the NFLOG prefixes it logged it with.
+pub fn forward_logged(rules: &[DirectRule], packet: &Packet) -> (Fate, Vec<String>) {
     let mut walk = Walk {
         rules,
         family: family_of(packet),
         packet,
         mark: 0,
+        logged: Vec::new(),
     };
-    let _ = walk.chain("mangle", "PREROUTING");
-    // The nat table sees the first packet of a connection only.
-    if !packet.established
-        && let Verdict::Stop(target, _) = walk.chain("nat", "PREROUTING")
-        && target == "ACCEPT"
-    {
-        return Fate::ToHost;
-    }
-    if let Verdict::Stop(target, _) = walk.chain("mangle", "FORWARD")
-        && target == "DROP"
-    {
-        return Fate::Dropped;
-    }
-    for chain in ["FORWARD", "DOCKER-USER"] {
-        match walk.chain("filter", chain) {
-            Verdict::Stop(target, arguments) if target == "REJECT" => {
-                let with = arguments
-                    .iter()
-                    .position(|argument| argument == "--reject-with")
-                    .and_then(|at| arguments.get(at + 1))
-                    .map_or("icmp-port-unreachable", String::as_str)
-                    .to_owned();
-                return Fate::Rejected(with);
-            }
-            Verdict::Stop(target, _) if target == "DROP" => return Fate::Dropped,
-            _ => {}
+    let fate = walk.fate();
+    (fate, walk.logged)
+}
+
+impl Walk<'_> {
+    fn fate(&mut self) -> Fate {
+        let packet = self.packet;
+        let _ = self.chain("mangle", "PREROUTING");
+        // The nat table sees the first packet of a connection only.
+        if !packet.established
+            && let Verdict::Stop(target, _) = self.chain("nat", "PREROUTING")
+            && target == "ACCEPT"
+        {
+            return Fate::ToHost;
         }
+        if let Verdict::Stop(target, _) = self.chain("mangle", "FORWARD")
+            && target == "DROP"
+        {
+            return Fate::Dropped;
+        }
+        for chain in ["FORWARD", "DOCKER-USER"] {
+            match self.chain("filter", chain) {
+                Verdict::Stop(target, arguments) if target == "REJECT" => {
+                    let with = arguments
+                        .iter()
+                        .position(|argument| argument == "--reject-with")
+                        .and_then(|at| arguments.get(at + 1))
+                        .map_or("icmp-port-unreachable", String::as_str)
+                        .to_owned();
+                    return Fate::Rejected(with);
+                }
+                Verdict::Stop(target, _) if target == "DROP" => return Fate::Dropped,
+                _ => {}
+            }
+        }
+        if let Verdict::Stop(target, _) = self.chain("mangle", "POSTROUTING")
+            && target == "DROP"
+        {
+            return Fate::Dropped;
+        }
+        Fate::Through
     }
-    if let Verdict::Stop(target, _) = walk.chain("mangle", "POSTROUTING")
-        && target == "DROP"
-    {
-        return Fate::Dropped;
-    }
-    Fate::Through
 }

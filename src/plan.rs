@@ -60,9 +60,16 @@ const NAT: &str = "nat";
 const FILTER: &str = "filter";
 const DOCKER_USER: &str = "DOCKER-USER";
 
-/// Allows sit before the deny mark; the gap leaves room for later kinds of rule.
+/// Allows sit before the deny mark; what no allow let through is recorded between the two.
 const ALLOW_PRIORITY: i32 = 0;
+const RECORD_PRIORITY: i32 = 5;
 const DENY_PRIORITY: i32 = 10;
+/// Comment of the rules that log refused (or, auditing, would-be refused) connections.
+pub const RECORD_COMMENT: &str = "dockgate:record";
+/// The NFLOG prefix of those rules: `dockgate:deny:8080/tcp` (or `dockgate:audit:...`), the
+/// port being the host port the client connected to (a routed container's own port). The
+/// reader (`crate::refused`) parses it back.
+pub const RECORD_PREFIX: &str = "dockgate";
 
 /// Docker's side of the world, as far as the plan needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,7 +224,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
 /// The rules that make the kernel do what the policy says, for Docker's bridges.
 pub fn plan(policy: &Policy, bridges: &[String]) -> Plan {
     let mut plan = Plan::default();
-    if !policy.enforcing() {
+    if !policy.judging() {
         // Docker's own behaviour: dockgate only reports.
         return plan;
     }
@@ -228,8 +235,12 @@ pub fn plan(policy: &Policy, bridges: &[String]) -> Plan {
         };
         rules.entry(policy, bridges);
         rules.judge(policy);
-        rules.guard();
-        rules.verdict(policy.verdict, policy.on_revoke);
+        rules.record(policy);
+        if policy.enforcing() {
+            rules.deny();
+            rules.guard();
+            rules.verdict(policy.verdict, policy.on_revoke);
+        }
     }
     plan
 }
@@ -322,7 +333,8 @@ impl Rules<'_> {
         }
     }
 
-    /// Every grant RETURNs the sources it lets in; what is left is marked denied.
+    /// Every grant RETURNs the sources it lets in; what is left is recorded, then marked
+    /// denied ([`Rules::record`], [`Rules::deny`]).
     fn judge(&mut self, policy: &Policy) {
         let allow = &["-j", "RETURN"];
         for grant in &policy.allows {
@@ -352,6 +364,72 @@ impl Rules<'_> {
                 }
             }
         }
+    }
+
+    /// What no grant let through, logged to the NFLOG group for dockgated's table: one rule
+    /// per published port, so the prefix names the host port the client connected to (the
+    /// packet itself carries the container's port after Docker's DNAT, the same for two host
+    /// ports leading to one container port). New connections only, and rate-limited in the
+    /// rule, so a flood costs the kernel and dockgated bounded work: past the limit the
+    /// connection is refused all the same, only not counted. With "audit" this is all that
+    /// happens to it.
+    fn record(&mut self, policy: &Policy) {
+        let mode = if policy.enforcing() { "deny" } else { "audit" };
+        let rate = policy.refused.per_second.to_string();
+        let per_second = format!("{rate}/second");
+        let group = policy.refused.nflog_group.to_string();
+        let v6 = self.family == Family::Ipv6;
+        for recorded in policy.recorded.iter().filter(|recorded| recorded.v6 == v6) {
+            let port = recorded.port.to_string();
+            let protocol = recorded.protocol.as_str();
+            let mut matches = vec![
+                "-p",
+                protocol,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-m",
+                "conntrack",
+            ];
+            let routed = recorded.routed.map(|address| address.to_string());
+            match &routed {
+                Some(address) => matches.extend(["--ctorigdst", address.as_str()]),
+                None => matches.extend(["--ctstate", "DNAT"]),
+            }
+            matches.extend([
+                "--ctorigdstport",
+                &port,
+                "-m",
+                "limit",
+                "--limit",
+                &per_second,
+                "--limit-burst",
+                &rate,
+            ]);
+            let prefix = format!("{RECORD_PREFIX}:{mode}:{port}/{protocol}");
+            self.add(
+                MANGLE,
+                JUDGE_CHAIN,
+                RECORD_PRIORITY,
+                args(
+                    &matches,
+                    RECORD_COMMENT,
+                    &[
+                        "-j",
+                        "NFLOG",
+                        "--nflog-group",
+                        &group,
+                        "--nflog-prefix",
+                        &prefix,
+                    ],
+                ),
+            );
+        }
+    }
+
+    /// What no grant let through is marked denied.
+    fn deny(&mut self) {
         self.add(
             MANGLE,
             JUDGE_CHAIN,

@@ -12,14 +12,16 @@
 //! - the container has none (IPv6 published, container without IPv6): docker-proxy serves the
 //!   port on the host, so firewalld's zone judges the connection like any host port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{Config, DefaultPolicy, Exposure, OnRevoke, PortRange, Source, Verdict};
+use crate::config::{
+    Config, DefaultPolicy, Exposure, OnRevoke, PortRange, Refused, Source, Verdict,
+};
 use crate::docker::{Protocol, PublishedPort};
 use crate::exposures::{Listed, Origin};
 
@@ -128,6 +130,21 @@ pub struct Policy {
     pub external_interfaces: Vec<String>,
     /// The trusted sources, then every exposure in force.
     pub allows: Vec<Allow>,
+    /// Where and how fast refused connections are recorded.
+    pub refused: Refused,
+    /// The published ports dockgate's rules judge, each recorded apart when refused.
+    pub recorded: BTreeSet<Recorded>,
+}
+
+/// A published port as the recording rules name it: the host port a client connects to (with
+/// Docker's DNAT), or a routed container's own address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Recorded {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub v6: bool,
+    /// A routed container's address; None: a host port Docker DNATs.
+    pub routed: Option<IpAddr>,
 }
 
 impl Policy {
@@ -176,13 +193,29 @@ impl Policy {
             on_revoke: config.on_revoke,
             external_interfaces: config.external_interfaces.clone(),
             allows: trusted.into_iter().chain(exposed).collect(),
+            refused: config.refused,
+            recorded: ports
+                .iter()
+                .filter(|port| matches!(serving(port), Serving::Dnat | Serving::Routed))
+                .map(|port| Recorded {
+                    port: port.host_port,
+                    protocol: port.protocol,
+                    v6: port.host_ip.is_ipv6(),
+                    routed: port.routed.then_some(port.host_ip),
+                })
+                .collect(),
         }
     }
 
-    /// Whether dockgate judges published ports at all; with `default = "allow"` it only
-    /// reports.
+    /// Whether what no grant admits is refused: `default = "deny"`.
     pub fn enforcing(&self) -> bool {
         self.default == DefaultPolicy::Deny
+    }
+
+    /// Whether dockgate's rules judge published ports at all: with "deny" to refuse, with
+    /// "audit" to record what "deny" would refuse. With "allow" dockgate only reports.
+    pub fn judging(&self) -> bool {
+        self.default != DefaultPolicy::Allow
     }
 
     /// The first grant letting `address` reach host port `port`, with the source that did.
@@ -297,6 +330,11 @@ pub enum Reason {
     },
     StrictForwardPorts,
     DefaultAllow,
+    /// `default = "audit"`: no grant admits the source, so "deny" would refuse it; it gets in
+    /// and is recorded.
+    Audited {
+        port: PortRange,
+    },
     Granted {
         grant: Grant,
         source: Source,
@@ -337,6 +375,11 @@ impl fmt::Display for Reason {
             Reason::DefaultAllow => {
                 f.write_str("default = \"allow\": dockgate lets everything through")
             }
+            Reason::Audited { port } => write!(
+                f,
+                "open, audited: no trusted source and no exposure of {port} lets it in, so \
+                 default = \"deny\" would refuse it; default = \"audit\" lets it in and records it"
+            ),
             Reason::Granted {
                 grant: Grant::Trusted,
                 source,
@@ -439,7 +482,7 @@ pub fn judge(
         Serving::Dnat if zones.is_some_and(|zones| zones.strict_refuses(port.host_port)) => {
             (false, Reason::StrictForwardPorts)
         }
-        Serving::Routed | Serving::Dnat if !policy.enforcing() => (true, Reason::DefaultAllow),
+        Serving::Routed | Serving::Dnat if !policy.judging() => (true, Reason::DefaultAllow),
         Serving::Routed | Serving::Dnat => match policy.grant_to(source, port) {
             Some((grant, admitting)) => (
                 true,
@@ -448,16 +491,22 @@ pub fn judge(
                     source: *admitting,
                 },
             ),
-            None => (
-                false,
-                Reason::Denied {
-                    port: range,
-                    verdict: policy.verdict,
-                },
-            ),
+            None => (!policy.enforcing(), ungranted(policy, range)),
         },
     };
     Judgement { allowed, reason }
+}
+
+/// Why a source no grant admits gets what it gets: the verdict, or in audit mode in and recorded.
+fn ungranted(policy: &Policy, port: PortRange) -> Reason {
+    if policy.enforcing() {
+        Reason::Denied {
+            port,
+            verdict: policy.verdict,
+        }
+    } else {
+        Reason::Audited { port }
+    }
 }
 
 /// Explain: would a new connection from `source` to host port(s) `wanted` get through. Every
@@ -481,7 +530,7 @@ pub fn explain(
     let Some((_, first)) = judged.first() else {
         // What a port DNATed to a container would get, for the admin who asks before
         // starting it.
-        let then = if !policy.enforcing() {
+        let then = if !policy.judging() {
             Reason::DefaultAllow
         } else {
             match policy.grant_for(source, wanted.first, wanted.protocol) {
@@ -489,10 +538,7 @@ pub fn explain(
                     grant: grant.clone(),
                     source: *admitting,
                 },
-                None => Reason::Denied {
-                    port: wanted,
-                    verdict: policy.verdict,
-                },
+                None => ungranted(policy, wanted),
             }
         };
         return Judgement {
@@ -567,6 +613,8 @@ pub struct Access {
     pub sources: Vec<String>,
     /// "dockgate", or "zone NAME" where docker-proxy serves the port on the host.
     pub judged_by: String,
+    /// `default = "audit"` lets in sources that "deny" would refuse, and records them.
+    pub audited: bool,
 }
 
 /// Who may reach one published port from outside: the same answer as [`judge`], for every
@@ -580,6 +628,7 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
             state: State::Denied,
             sources: Vec::new(),
             judged_by: dockgate(),
+            audited: false,
         },
         Serving::Proxy => {
             let Some(zones) = zones else {
@@ -587,6 +636,7 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
                     state: State::Denied,
                     sources: Vec::new(),
                     judged_by: "zone (unknown)".to_owned(),
+                    audited: false,
                 };
             };
             let zone = zones.interface_zone(&policy.external_interfaces);
@@ -616,6 +666,7 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
                 state,
                 sources,
                 judged_by: format!("zone {zone}"),
+                audited: false,
             }
         }
         Serving::Dnat if zones.is_some_and(|zones| zones.strict_refuses(port.host_port)) => {
@@ -623,12 +674,14 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
                 state: State::Denied,
                 sources: Vec::new(),
                 judged_by: dockgate(),
+                audited: false,
             }
         }
-        Serving::Routed | Serving::Dnat if !policy.enforcing() => Access {
+        Serving::Routed | Serving::Dnat if !policy.judging() => Access {
             state: State::Open,
             sources: everyone(),
             judged_by: dockgate(),
+            audited: false,
         },
         Serving::Routed | Serving::Dnat => {
             let mut sources = Vec::new();
@@ -654,10 +707,20 @@ pub fn access(policy: &Policy, zones: Option<&HostZones>, port: &PublishedPort) 
             } else {
                 State::Denied
             };
+            if !policy.enforcing() && state != State::Open {
+                // Audit: everyone gets in, and those no grant names are recorded.
+                return Access {
+                    state: State::Open,
+                    sources: everyone(),
+                    judged_by: dockgate(),
+                    audited: true,
+                };
+            }
             Access {
                 state,
                 sources,
                 judged_by: dockgate(),
+                audited: false,
             }
         }
     }

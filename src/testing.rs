@@ -68,11 +68,11 @@ pub fn generated_config() -> impl Strategy<Value = Config> {
     (
         prop::collection::vec(source, 0..3),
         prop::collection::vec(exposure, 0..4),
-        any::<bool>(),
+        prop::sample::select(vec!["deny", "allow", "audit"]),
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(trusted, exposures, allow, reject, external)| {
+        .prop_map(|(trusted, exposures, default, reject, external)| {
             let quote = |items: &[&str]| {
                 items
                     .iter()
@@ -81,9 +81,7 @@ pub fn generated_config() -> impl Strategy<Value = Config> {
                     .join(", ")
             };
             let mut text = format!("trusted = [{}]\n", quote(&trusted));
-            if allow {
-                text += "default = \"allow\"\n";
-            }
+            text += &format!("default = \"{default}\"\n");
             if reject {
                 text += "verdict = \"reject\"\n";
             }

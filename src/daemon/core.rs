@@ -20,6 +20,7 @@ use crate::exposures::{Listed, Origin, Stored};
 use crate::plan::{self, Desired, DockerView, Inputs, Plan};
 use crate::policy::HostZones;
 use crate::rebuild::{self, Observed};
+use crate::refused::{self, Hit, Table};
 use crate::scheduler::{Batch, FIRST_RETRY, MAX_RETRY, RebuildEnd, Scheduler, Trigger};
 use crate::zones::{self, Binding};
 
@@ -79,6 +80,10 @@ pub enum Call {
     ReloadConfig {
         uid: u32,
     },
+    /// The refused connections seen since a unix second.
+    ListRefused {
+        since: u64,
+    },
 }
 
 /// A successful answer to a call.
@@ -89,6 +94,7 @@ pub enum Answer {
     Id(String),
     /// An exposure as the store has it (Describe).
     Exposure(Listed),
+    Refused(Vec<refused::Entry>),
 }
 
 /// The one error type that leaves the core; the API maps it to D-Bus errors once.
@@ -137,6 +143,8 @@ pub enum Event {
     HostZones(Option<HostZones>),
     /// What a look at Docker's rebuild saw ([`Effect::LookAtRebuild`]).
     RebuildSeen(Observed),
+    /// Connections the recording rules logged.
+    Refused(Vec<Hit>),
     /// SIGTERM or SIGINT.
     Shutdown,
 }
@@ -155,6 +163,13 @@ pub enum Effect {
     SaveDockerView(DockerView),
     /// Warn when firewalld keeps copies of its rules across restarts (see the shell).
     CheckFirewalldCopies,
+    /// Read this NFLOG group from now on (the recording rules log to it).
+    ListenRefused(u16),
+    /// Keep the refused-connections table in the state dir; a failed write is only logged.
+    SaveRefused(refused::Saved),
+    /// One journal line for a source refused at a port for the first time, with the port and
+    /// the source as fields of their own.
+    JournalRefused(Hit),
     ReadDocker,
     ApplyRuntime(Desired),
     ApplyRest {
@@ -176,6 +191,8 @@ pub enum Effect {
 pub enum Signal {
     ExposuresChanged,
     PortsChanged,
+    /// The refused-connections table changed (at most once a second).
+    RefusedChanged,
     PropertyChanged(Property),
     Reconciled {
         trigger: String,
@@ -306,6 +323,30 @@ pub struct Core {
     status: Status,
     announced: Announced,
     serving: bool,
+    refused: Recording,
+}
+
+/// How often the refused-connections table is written while it changes, and its signal sent.
+pub const REFUSED_SAVE_EVERY: Duration = Duration::from_secs(30);
+pub const REFUSED_SIGNAL_EVERY: Duration = Duration::from_secs(1);
+/// Journal lines for sources refused for the first time, per minute; past it one line says
+/// the rest are in `dockgatectl refused`.
+pub const REFUSED_JOURNAL_PER_MINUTE: u32 = 30;
+
+/// The refused-connections table, and when it was last written, signalled and journalled.
+struct Recording {
+    table: Table,
+    /// The NFLOG group being read.
+    listening: Option<u16>,
+    /// Changed since the last write.
+    unsaved: bool,
+    saved_at: Instant,
+    /// Changed since the last signal.
+    unsignalled: bool,
+    signalled_at: Option<Instant>,
+    /// The minute (unix / 60) and the journal lines written in it.
+    journal_minute: u64,
+    journal_lines: u32,
 }
 
 /// The zone the bridges are bound to while Docker runs.
@@ -318,12 +359,14 @@ fn bridge_zone(config: &Config) -> String {
 }
 
 impl Core {
-    /// `view`: Docker's view as last saved (empty when there is none).
+    /// `view`: Docker's view as last saved (empty when there is none); `refused`: the
+    /// refused-connections table as saved.
     pub fn new(
         config_path: PathBuf,
         config: Config,
         stored: Stored,
         view: DockerView,
+        refused: refused::Saved,
         clock: &Clock,
     ) -> Self {
         let (in_force, _) = stored.expire(clock.unix());
@@ -337,6 +380,16 @@ impl Core {
         };
         let mut scheduler = Scheduler::new(clock.now);
         scheduler.reconcile_after_rebuild(plan::waits_for_docker_rebuild(&config));
+        let refused = Recording {
+            table: Table::restore(refused, config.refused.max_entries),
+            listening: None,
+            unsaved: false,
+            saved_at: clock.now,
+            unsignalled: false,
+            signalled_at: None,
+            journal_minute: 0,
+            journal_lines: 0,
+        };
         Core {
             config_path,
             config,
@@ -356,6 +409,7 @@ impl Core {
             announced: Announced::of(&status),
             status,
             serving: false,
+            refused,
         }
     }
 
@@ -373,7 +427,15 @@ impl Core {
         let cleanup = self
             .has_expired(clock)
             .then_some(self.cleanup.at.unwrap_or(clock.now));
-        [self.scheduler.next_wake(expiry), cleanup]
+        let refused = &self.refused;
+        let signal = refused
+            .unsignalled
+            .then(|| refused.signalled_at.map(|at| at + REFUSED_SIGNAL_EVERY))
+            .map(|at| at.unwrap_or(clock.now));
+        let save = refused
+            .unsaved
+            .then_some(refused.saved_at + REFUSED_SAVE_EVERY);
+        [self.scheduler.next_wake(expiry), cleanup, signal, save]
             .into_iter()
             .flatten()
             .min()
@@ -442,8 +504,12 @@ impl Core {
                 let ended = self.scheduler.looked(over, clock.now);
                 self.rebuild_ended(ended, clock);
             }
+            Event::Refused(hits) => self.refused(hits, clock, &mut effects),
             Event::Shutdown => {
                 tracing::info!("exiting; the rules stay in place");
+                if self.refused.unsaved {
+                    effects.push(Effect::SaveRefused(self.refused.table.saved()));
+                }
                 effects.push(Effect::Exit);
             }
         }
@@ -453,7 +519,7 @@ impl Core {
     /// Starts what is due: a reconcile, or the removal of expired exposures from the state
     /// file. One at a time: nothing starts while a reconcile or a write is under way.
     pub fn poll(&mut self, clock: &Clock) -> Vec<Effect> {
-        let mut effects = Vec::new();
+        let mut effects = self.refused_due(clock);
         if self.reconciling.is_some() || self.saving.is_some() {
             return effects;
         }
@@ -490,6 +556,62 @@ impl Core {
                 tracing::info!(id = exposure.id, port = %exposure.port, owner_uid = exposure.owner_uid, "exposure expired");
             }
             self.save(next, Purpose::Cleanup, &mut effects);
+        }
+        effects
+    }
+
+    /// Counts what the recording rules logged; one journal line for each source first seen at
+    /// a port (a bounded number a minute).
+    fn refused(&mut self, hits: Vec<Hit>, clock: &Clock, effects: &mut Vec<Effect>) {
+        let recording = &mut self.refused;
+        for hit in hits {
+            let recorded = recording.table.record(hit);
+            if !recorded.counted {
+                continue;
+            }
+            recording.unsaved = true;
+            recording.unsignalled = true;
+            if !recorded.new_pair {
+                continue;
+            }
+            let minute = clock.unix() / 60;
+            if minute != recording.journal_minute {
+                recording.journal_minute = minute;
+                recording.journal_lines = 0;
+            }
+            recording.journal_lines += 1;
+            match recording.journal_lines {
+                n if n <= REFUSED_JOURNAL_PER_MINUTE => effects.push(Effect::JournalRefused(hit)),
+                n if n == REFUSED_JOURNAL_PER_MINUTE + 1 => tracing::warn!(
+                    "more than {REFUSED_JOURNAL_PER_MINUTE} sources refused for the first time this minute; the rest are not journalled (dockgatectl refused lists them all)"
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// The NFLOG group to read, the refused-connections signal and the table's write, when due.
+    fn refused_due(&mut self, clock: &Clock) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let recording = &mut self.refused;
+        let group = self.config.refused.nflog_group;
+        if recording.listening != Some(group) {
+            recording.listening = Some(group);
+            effects.push(Effect::ListenRefused(group));
+        }
+        if recording.unsignalled
+            && recording
+                .signalled_at
+                .is_none_or(|at| at + REFUSED_SIGNAL_EVERY <= clock.now)
+        {
+            recording.unsignalled = false;
+            recording.signalled_at = Some(clock.now);
+            effects.push(Effect::Signal(Signal::RefusedChanged));
+        }
+        if recording.unsaved && recording.saved_at + REFUSED_SAVE_EVERY <= clock.now {
+            recording.unsaved = false;
+            recording.saved_at = clock.now;
+            effects.push(Effect::SaveRefused(recording.table.saved()));
         }
         effects
     }
@@ -537,6 +659,9 @@ impl Core {
                 tracing::info!(path = %self.config_path.display(), uid, "config reloaded");
                 self.scheduler
                     .reconcile_after_rebuild(plan::waits_for_docker_rebuild(&config));
+                self.refused
+                    .table
+                    .set_max_entries(config.refused.max_entries);
                 self.config = config;
                 self.scheduler
                     .add(Trigger::ConfigReloaded { uid }, clock.now);
@@ -630,6 +755,10 @@ impl Core {
             Call::ReloadConfig { uid } => effects.push(Effect::LoadConfig {
                 by: Some((caller, uid)),
             }),
+            Call::ListRefused { since } => effects.push(Effect::Reply(
+                caller,
+                Ok(Answer::Refused(self.refused.table.list(since))),
+            )),
         }
     }
 

@@ -27,6 +27,7 @@ use crate::docker::{Docker, DockerApi, DockerEvent};
 use crate::exposures::Stored;
 use crate::firewalld::{Firewall, Firewalld, FirewalldError, Presence, ZoneEvent};
 use crate::plan::DockerView;
+use crate::refused;
 use crate::scheduler::Trigger;
 
 pub use self::core::{Answer, Call, Error};
@@ -80,6 +81,8 @@ pub struct Daemon<F, D> {
     api: Option<InterfaceRef<Api>>,
     /// For the API's calls to reach this task.
     sender: Option<mpsc::Sender<Message>>,
+    /// The task reading the NFLOG group of the recording rules.
+    listener: Option<tokio::task::JoinHandle<()>>,
     exit: bool,
 }
 
@@ -100,7 +103,14 @@ impl<F: Firewall, D: DockerApi> Daemon<F, D> {
                 DockerView::default()
             }
         };
-        let core = Core::new(config_path.clone(), config, stored, view, &clock());
+        let refused = match applier.state.load(refused::FILE) {
+            Ok(saved) => saved.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "the refused-connections table cannot be read; starting an empty one");
+                refused::Saved::default()
+            }
+        };
+        let core = Core::new(config_path.clone(), config, stored, view, refused, &clock());
         Daemon {
             core,
             applier,
@@ -112,6 +122,7 @@ impl<F: Firewall, D: DockerApi> Daemon<F, D> {
             bus,
             api: None,
             sender: None,
+            listener: None,
             exit: false,
         }
     }
@@ -174,6 +185,20 @@ impl<F: Firewall, D: DockerApi> Daemon<F, D> {
                 if let Err(error) = self.applier.state.store(VIEW_FILE, &view) {
                     tracing::warn!(%error, "cannot keep Docker's view in the state dir");
                 }
+                None
+            }
+            Effect::ListenRefused(group) => {
+                self.listen_refused(group);
+                None
+            }
+            Effect::SaveRefused(saved) => {
+                if let Err(error) = self.applier.state.store(refused::FILE, &saved) {
+                    tracing::warn!(%error, "cannot keep the refused-connections table in the state dir");
+                }
+                None
+            }
+            Effect::JournalRefused(hit) => {
+                crate::logging::refused(&hit);
                 None
             }
             Effect::CheckFirewalldCopies => {
@@ -244,6 +269,44 @@ impl<F: Firewall, D: DockerApi> Daemon<F, D> {
         }
     }
 
+    /// Reads `group` from now on, in a task of its own that sends what it reads to this one.
+    fn listen_refused(&mut self, group: u16) {
+        let Some(sender) = self.sender.clone() else {
+            return;
+        };
+        if let Some(old) = self.listener.take() {
+            old.abort();
+        }
+        self.listener = Some(tokio::spawn(async move {
+            let mut listener = match crate::nflog::Listener::bind(group).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%error, "refused connections are refused all the same, but not recorded");
+                    return;
+                }
+            };
+            tracing::info!(group, "recording refused connections from NFLOG");
+            loop {
+                match listener.next().await {
+                    Ok(hits) if hits.is_empty() => {}
+                    Ok(hits) => {
+                        if sender
+                            .send(Message::Event(Event::Refused(hits)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read refused connections any more");
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+
     /// Puts the API on the bus; when that fails (logged), the policy is kept all the same.
     async fn serve(&mut self) {
         let (Some(connection), Some(sender)) = (self.bus.as_ref(), self.sender.clone()) else {
@@ -280,6 +343,7 @@ impl<F: Firewall, D: DockerApi> Daemon<F, D> {
         let result = match signal {
             Signal::ExposuresChanged => Api::exposures_changed(emitter).await,
             Signal::PortsChanged => Api::ports_changed(emitter).await,
+            Signal::RefusedChanged => Api::refused_changed(emitter).await,
             Signal::Reconciled {
                 trigger,
                 rules,

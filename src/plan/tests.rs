@@ -310,3 +310,61 @@ fn forward_ports_are_wanted_for_the_ports_someone_may_reach_and_only_while_enfor
         "allow opens nothing more"
     );
 }
+
+/// Audit mode: deny's rules up to the verdict, each published port recorded under its own
+/// host port (two host ports leading to one container port are two rules), and nothing that
+/// refuses: no mark, no verdict, no start-up guard.
+#[test]
+fn audit_records_what_deny_would_refuse_and_refuses_nothing() {
+    let config = config(
+        r#"
+        default = "audit"
+        trusted = ["10.99.1.0/24"]
+        [refused]
+        nflog_group = 42
+        per_second = 5
+        "#,
+    );
+    let docker = DockerView {
+        ports: vec![
+            published("web", 8080, "172.17.0.2"),
+            published("web", 8081, "172.17.0.2"),
+        ],
+        bridges: vec!["docker0".to_owned()],
+    };
+    let planned = plan_of(&config, &docker);
+    insta::assert_snapshot!(planned.render());
+    assert!(
+        planned.rules.iter().all(|rule| rule.table == "mangle"
+            && !rule.args.iter().any(|arg| arg == "MARK" || arg == "DROP")),
+        "{}",
+        planned.render()
+    );
+    let deny = Config {
+        default: config::DefaultPolicy::Deny,
+        ..config.clone()
+    };
+    let denying = plan_of(&deny, &docker);
+    let audited: BTreeSet<_> = planned.rules.iter().collect();
+    let denied_records: Vec<_> = denying
+        .rules
+        .iter()
+        .filter(|rule| rule.comment() == Some(RECORD_COMMENT))
+        .collect();
+    assert_eq!(denied_records.len(), 2);
+    for rule in denying.rules.iter().filter(|rule| {
+        rule.table == "mangle" && rule.chain != "POSTROUTING" && rule.chain != "PREROUTING"
+    }) {
+        let audit_twin = DirectRule {
+            args: rule
+                .args
+                .iter()
+                .map(|arg| arg.replace("dockgate:deny:", "dockgate:audit:"))
+                .collect(),
+            ..rule.clone()
+        };
+        if rule.comment() != Some("dockgate:deny") {
+            assert!(audited.contains(&audit_twin), "audit lacks {rule}");
+        }
+    }
+}

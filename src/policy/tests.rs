@@ -381,11 +381,19 @@ proptest! {
                     established: false,
                     orig_dst: port.routed.then_some(port.host_ip),
                 };
-                let trace = netfilter::forward(&rules, &packet);
+                let (trace, logged) = netfilter::forward_logged(&rules, &packet);
                 prop_assert_eq!(
                     trace == Fate::Through, judged.allowed,
                     "{} to {:?}: {} vs {:?}\n{}", source, port, judged.reason, trace, planned.render()
                 );
+                // Recorded exactly when "deny" refuses it (or would, auditing), once, under
+                // the port the client connected to.
+                let recorded = match judged.reason {
+                    Reason::Denied { .. } => vec![format!("dockgate:deny:{}/{}", port.host_port, port.protocol)],
+                    Reason::Audited { .. } => vec![format!("dockgate:audit:{}/{}", port.host_port, port.protocol)],
+                    _ => Vec::new(),
+                };
+                prop_assert_eq!(logged, recorded, "{} to {:?}: {}", source, port, judged.reason);
                 // The grant the evaluator names has a rule that lets the packet through.
                 if let Reason::Granted { grant, .. } = &judged.reason {
                     let comment = match grant {
@@ -408,6 +416,11 @@ proptest! {
                 }
                 // ListPorts says the same for every source at once.
                 let listed = access(&policy, None, port);
+                prop_assert_eq!(
+                    listed.audited,
+                    config.default == DefaultPolicy::Audit && listed.state == State::Open
+                        && access(&Policy { default: DefaultPolicy::Deny, ..policy.clone() }, None, port).state != State::Open
+                );
                 let in_list = listed.state == State::Open
                     || listed.sources.iter().any(|text| {
                         text.parse::<Source>().is_ok_and(|listed| source_contains(&listed, source))

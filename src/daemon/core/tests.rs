@@ -32,6 +32,12 @@ struct World {
     /// What a look at Docker's rebuild sees.
     rebuild: Observed,
     looks: usize,
+    /// The NFLOG groups the shell was told to read, in order.
+    listening: Vec<u16>,
+    /// The refused-connections tables written, in order.
+    refused_saves: Vec<refused::Saved>,
+    /// The journal lines for sources refused for the first time.
+    journalled: Vec<Hit>,
 }
 
 fn docker0_view() -> DockerView {
@@ -67,6 +73,12 @@ impl World {
 
     /// A start with Docker's view as a previous run saved it.
     fn with_saved_view(config_text: &str, saved: DockerView) -> World {
+        World::with_saved(config_text, saved, refused::Saved::default())
+    }
+
+    /// A start with Docker's view and the refused-connections table as a previous run saved
+    /// them.
+    fn with_saved(config_text: &str, saved: DockerView, refused: refused::Saved) -> World {
         let clock = Clock {
             now: Instant::now(),
             unix_micros: 1_800_000_000_000_000,
@@ -77,6 +89,7 @@ impl World {
                 config(config_text),
                 Stored::default(),
                 saved,
+                refused,
                 &clock,
             ),
             clock,
@@ -96,6 +109,9 @@ impl World {
                 rules: None,
             },
             looks: 0,
+            listening: Vec::new(),
+            refused_saves: Vec::new(),
+            journalled: Vec::new(),
         }
     }
 
@@ -142,6 +158,18 @@ impl World {
                     None
                 }
                 Effect::CheckFirewalldCopies => None,
+                Effect::ListenRefused(group) => {
+                    self.listening.push(group);
+                    None
+                }
+                Effect::SaveRefused(saved) => {
+                    self.refused_saves.push(saved);
+                    None
+                }
+                Effect::JournalRefused(hit) => {
+                    self.journalled.push(hit);
+                    None
+                }
                 Effect::ReadDocker => {
                     self.log.push("read docker".into());
                     Some(Event::DockerRead(self.docker.clone()))
@@ -718,4 +746,152 @@ fn a_rebuild_that_never_shows_ends_after_the_bound_and_docker_away_is_none_to_wa
     }
     assert!(world.clock.now - reloaded <= rebuild::LOOK_EVERY);
     assert_eq!(world.looks, looks, "nobody looked");
+}
+
+fn refused_hit(world: &World, port: u16, source: &str, source_port: u16) -> Hit {
+    Hit {
+        port,
+        protocol: Protocol::Tcp,
+        source: source.parse().unwrap(),
+        source_port,
+        would_be: false,
+        at: world.unix(),
+    }
+}
+
+fn listed_refused(world: &mut World, since: u64) -> Vec<refused::Entry> {
+    world.call(900, Call::ListRefused { since });
+    match world.replies.pop() {
+        Some((900, Ok(Answer::Refused(entries)))) => entries,
+        other => panic!("ListRefused answered {other:?}"),
+    }
+}
+
+#[test]
+fn refused_connections_are_listed_signalled_at_most_once_a_second_and_journalled_once_per_pair() {
+    let mut world = World::started("default = \"deny\"\n[refused]\nnflog_group = 42\n");
+    assert_eq!(
+        world.listening,
+        vec![42],
+        "the configured group is read from the start"
+    );
+    let refused_signals = |world: &World| {
+        world
+            .signals
+            .iter()
+            .filter(|signal| **signal == Signal::RefusedChanged)
+            .count()
+    };
+    for n in 0..20 {
+        let hit = refused_hit(&world, 8080, "203.0.113.7", 40000 + n);
+        world.handle(Event::Refused(vec![hit]));
+        world.settle();
+        world.advance(Duration::from_millis(20));
+    }
+    let hits: Vec<Hit> = (0..5)
+        .map(|n| refused_hit(&world, 8081, "203.0.113.7", 41000 + n))
+        .collect();
+    world.handle(Event::Refused(hits));
+    world.settle();
+    assert_eq!(
+        refused_signals(&world),
+        1,
+        "25 refusals within 0.4 s: one signal"
+    );
+    world.wake();
+    assert_eq!(refused_signals(&world), 2, "the rest a second later");
+    let entries = listed_refused(&mut world, 0);
+    let counts: Vec<(u16, u64)> = entries
+        .iter()
+        .map(|entry| (entry.port, entry.count))
+        .collect();
+    assert_eq!(counts, vec![(8080, 20), (8081, 5)]);
+    let journalled: Vec<u16> = world.journalled.iter().map(|hit| hit.port).collect();
+    assert_eq!(
+        journalled,
+        vec![8080, 8081],
+        "one line per new (port, source)"
+    );
+    // Nothing new: no signal, however long.
+    let signals = refused_signals(&world);
+    world.advance(Duration::from_secs(5));
+    world.settle();
+    assert_eq!(refused_signals(&world), signals);
+}
+
+#[test]
+fn a_flood_of_new_sources_is_journalled_up_to_the_bound_a_minute() {
+    let mut world = World::started("default = \"deny\"\n");
+    let hits: Vec<Hit> = (0..200u16)
+        .map(|n| {
+            refused_hit(
+                &world,
+                8080,
+                &format!("198.51.100.{}", n % 250 + 1),
+                1000 + n,
+            )
+        })
+        .collect();
+    world.handle(Event::Refused(hits));
+    assert_eq!(world.journalled.len(), REFUSED_JOURNAL_PER_MINUTE as usize);
+    world.advance(Duration::from_secs(61));
+    let hit = refused_hit(&world, 8080, "192.0.2.1", 5000);
+    world.handle(Event::Refused(vec![hit]));
+    assert_eq!(
+        world.journalled.len(),
+        REFUSED_JOURNAL_PER_MINUTE as usize + 1,
+        "a new minute, new lines"
+    );
+    assert_eq!(
+        listed_refused(&mut world, 0).len(),
+        201,
+        "all of them are counted"
+    );
+}
+
+#[test]
+fn the_refused_table_is_written_while_it_changes_kept_at_exit_and_read_back_at_start() {
+    let mut world = World::started("default = \"deny\"\n");
+    let hit = refused_hit(&world, 8080, "203.0.113.7", 40000);
+    world.handle(Event::Refused(vec![hit]));
+    world.settle();
+    assert!(world.refused_saves.is_empty(), "not at every connection");
+    while world.refused_saves.is_empty() {
+        world.wake();
+    }
+    assert!(world.clock.unix() - hit.at <= REFUSED_SAVE_EVERY.as_secs());
+    let hit = refused_hit(&world, 8081, "203.0.113.7", 40001);
+    world.handle(Event::Refused(vec![hit]));
+    world.handle(Event::Shutdown);
+    let saved = world.refused_saves.last().unwrap().clone();
+    assert_eq!(saved.entries.len(), 2, "the last change is written at exit");
+    let mut restarted = World::with_saved("default = \"deny\"\n", DockerView::default(), saved);
+    restarted.settle();
+    let ports: Vec<u16> = listed_refused(&mut restarted, 0)
+        .iter()
+        .map(|entry| entry.port)
+        .collect();
+    assert_eq!(ports, vec![8080, 8081]);
+}
+
+#[test]
+fn a_new_nflog_group_in_a_reloaded_config_is_read_from_then_on() {
+    let mut world = World::started("default = \"deny\"\n");
+    assert_eq!(world.listening, vec![2717]);
+    world.handle(Event::ConfigLoaded {
+        by: None,
+        result: Ok(config("default = \"audit\"\n[refused]\nnflog_group = 7\n")),
+    });
+    world.settle();
+    assert_eq!(world.listening, vec![2717, 7]);
+    world.handle(Event::ConfigLoaded {
+        by: None,
+        result: Ok(config("default = \"deny\"\n[refused]\nnflog_group = 7\n")),
+    });
+    world.settle();
+    assert_eq!(
+        world.listening,
+        vec![2717, 7],
+        "the same group: nothing to do"
+    );
 }
