@@ -22,6 +22,7 @@ pub mod refused;
 pub mod rules;
 pub mod scheduler;
 pub mod state;
+pub mod suggest;
 #[cfg(test)]
 mod testing;
 pub mod zones;

@@ -124,6 +124,43 @@ mod client {
         );
     }
 
+    fn number(entry: &HashMap<String, OwnedVariant>, key: &str) -> u64 {
+        entry
+            .get(key)
+            .map(json)
+            .and_then(|value| value.as_u64())
+            .unwrap_or(0)
+    }
+
+    /// A unix second as the local admin reads it: UTC, to the second.
+    fn at(unix: u64) -> String {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix),
+        )
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+    }
+
+    /// `--port 8080` or `--port 8080/tcp`.
+    fn wanted_port(text: &str) -> Result<(u16, Option<&str>), String> {
+        let (port, protocol) = match text.split_once('/') {
+            Some((port, protocol)) => (port, Some(protocol)),
+            None => (text, None),
+        };
+        let port = port
+            .parse()
+            .map_err(|_| format!("--port: \"{text}\" is not a port like 8080 or 8080/tcp"))?;
+        if let Some(protocol) = protocol
+            && !["tcp", "udp", "sctp"].contains(&protocol)
+        {
+            return Err(format!(
+                "--port: unknown protocol \"{protocol}\" (tcp, udp, sctp)"
+            ));
+        }
+        Ok((port, protocol))
+    }
+
     fn expires(at: u64) -> String {
         if at == 0 {
             return "never".to_owned();
@@ -235,10 +272,20 @@ mod client {
                     .iter()
                     .filter(|port| text(port, "state") == "open")
                     .count();
-                println!(
+                let audited = ports
+                    .iter()
+                    .filter(|port| text(port, "audited") == "true")
+                    .count();
+                print!(
                     "  ports:      {} published, {open} open to any source",
                     ports.len()
                 );
+                if audited > 0 {
+                    print!(
+                        " ({audited} of them audited: default = \"deny\" would close them to whom no grant names)"
+                    );
+                }
+                println!();
                 println!("  exposures:  {}", exposures.len());
                 let answer = |action: &str| match permissions.get(action).map(String::as_str) {
                     Some("yes") => "yes",
@@ -258,6 +305,8 @@ mod client {
                     for entry in &mut ports {
                         if text(entry, "loopback_only") == "true" {
                             set_text(entry, "state", "loopback only");
+                        } else if text(entry, "audited") == "true" {
+                            set_text(entry, "state", "open, audited");
                         }
                     }
                 }
@@ -339,6 +388,86 @@ mod client {
                 } else {
                     println!("{}: {why}", if allowed { "allowed" } else { "denied" });
                 }
+            }
+            Command::Refused { since, port } => {
+                let since = dockgate::exposures::unix_now().saturating_sub(since.as_secs());
+                let wanted = port.as_deref().map(wanted_port).transpose()?;
+                let mut entries = api.list_refused(since).await.map_err(reason)?;
+                entries.retain(|entry| {
+                    wanted.is_none_or(|(port, protocol)| {
+                        text(entry, "port") == port.to_string()
+                            && protocol.is_none_or(|protocol| text(entry, "protocol") == protocol)
+                    })
+                });
+                if as_json {
+                    print_entries(&entries, &[], true);
+                    return Ok(());
+                }
+                if entries.is_empty() {
+                    println!(
+                        "Nothing refused since {} (dockgate records refusals with default = \"deny\" or \"audit\").",
+                        at(since)
+                    );
+                    return Ok(());
+                }
+                let connections: u64 = entries.iter().map(|entry| number(entry, "count")).sum();
+                for entry in &mut entries {
+                    let port = format!("{}/{}", text(entry, "port"), text(entry, "protocol"));
+                    set_text(entry, "port", &port);
+                    let first = at(number(entry, "first_seen"));
+                    let last = at(number(entry, "last_seen"));
+                    set_text(entry, "first_seen", &first);
+                    set_text(entry, "last_seen", &last);
+                    let what = if text(entry, "would_be") == "true" {
+                        "would refuse (audit)"
+                    } else {
+                        "refused"
+                    };
+                    set_text(entry, "would_be", what);
+                }
+                println!(
+                    "{} since {}:",
+                    crate::count(connections as usize, "connection", "connections"),
+                    at(since)
+                );
+                print_entries(
+                    &entries,
+                    &[
+                        ("PORT", "port"),
+                        ("SOURCE", "source"),
+                        ("COUNT", "count"),
+                        ("FIRST SEEN", "first_seen"),
+                        ("LAST SEEN", "last_seen"),
+                        ("", "would_be"),
+                    ],
+                    false,
+                );
+            }
+            Command::Suggest { since } => {
+                let now = dockgate::exposures::unix_now();
+                let since = now.saturating_sub(since.as_secs());
+                let entries = api.list_refused(since).await.map_err(reason)?;
+                let entries: Vec<dockgate::refused::Entry> = entries
+                    .iter()
+                    .filter_map(|entry| {
+                        let protocol = match text(entry, "protocol").as_str() {
+                            "tcp" => dockgate::docker::Protocol::Tcp,
+                            "udp" => dockgate::docker::Protocol::Udp,
+                            "sctp" => dockgate::docker::Protocol::Sctp,
+                            _ => return None,
+                        };
+                        Some(dockgate::refused::Entry {
+                            port: text(entry, "port").parse().ok()?,
+                            protocol,
+                            source: text(entry, "source").parse().ok()?,
+                            count: number(entry, "count"),
+                            first_seen: number(entry, "first_seen"),
+                            last_seen: number(entry, "last_seen"),
+                            would_be: text(entry, "would_be") == "true",
+                        })
+                    })
+                    .collect();
+                print!("{}", dockgate::suggest::render(&entries, since, now));
             }
             Command::Reconcile => api.reconcile().await.map_err(reason)?,
             Command::Reload => api.reload_config().await.map_err(reason)?,

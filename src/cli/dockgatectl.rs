@@ -56,6 +56,23 @@ pub enum Command {
         /// Host port and protocol: 8080/tcp.
         port: String,
     },
+    /// Connections from outside that dockgate refused (with default = "audit": would refuse),
+    /// per port and source.
+    Refused {
+        /// How far back: 90s, 15m, 1h, 2d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Only this host port: 8080 or 8080/tcp.
+        #[arg(long)]
+        port: Option<String>,
+    },
+    /// The `[[expose]]` entries (and, for sources that reached many ports, a `trusted` line)
+    /// that would admit exactly what was recorded, as TOML to review and paste into the config.
+    Suggest {
+        /// How far back: 1h, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+    },
     /// Re-read firewalld and Docker and re-apply.
     Reconcile,
     /// Re-read the config file; a bad one is refused and the old one stays.
