@@ -1,6 +1,6 @@
 //! `systemd/dockgate.service` as installed, run by a real systemd (the machine's 252, as on
 //! RHEL 9) booted in a nested namespace of the sandbox (tests/sandbox/lib.sh, start_systemd):
-//! Type=dbus readiness, the hardening (seccomp filter, read-only system, empty capability set)
+//! Type=dbus readiness, the hardening (seccomp filter, read-only system, only CAP_NET_ADMIN)
 //! through a firewalld restart and the API, StateDirectory, reload, Restart=on-failure, stop,
 //! and the journal as an admin reads it.
 #![cfg(feature = "sandbox-tests")]
@@ -84,13 +84,14 @@ fn dockgate_service_runs_under_systemd_as_installed() {
     assert_eq!(unit_property("ActiveState"), "active", "{}", journal());
     sh("busctl --system status org.dockgate.Dockgate1 >/dev/null");
     let first_pid = main_pid();
-    // The hardening is in force on the process: seccomp filter, no capabilities at all.
+    // The hardening is in force on the process: seccomp filter, and of all capabilities only
+    // CAP_NET_ADMIN (bit 12), for binding the NFLOG group of refused connections.
     let status = systemd(&format!("cat /proc/{first_pid}/status")).1;
     for expected in [
         "NoNewPrivs:\t1",
         "Seccomp:\t2",
-        "CapEff:\t0000000000000000",
-        "CapBnd:\t0000000000000000",
+        "CapEff:\t0000000000001000",
+        "CapBnd:\t0000000000001000",
     ] {
         assert!(status.contains(expected), "{expected:?} in\n{status}");
     }
@@ -110,6 +111,36 @@ fn dockgate_service_runs_under_systemd_as_installed() {
         )),
         "the policy is not in force under systemd:\n{}",
         journal()
+    );
+
+    // Under the unit's hardening a refused connection is recorded (NFLOG over AF_NETLINK) and
+    // journalled with fields of its own, so an admin finds it by port and source.
+    assert_eq!(probe_from("10.99.1.52", HOST_V4, 8080), "dropped");
+    let by_field = || {
+        systemd(
+            "journalctl --no-pager -o cat -u dockgate.service DOCKGATE_PORT=8080 DOCKGATE_SOURCE=10.99.1.52",
+        )
+        .1
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || by_field()
+            .contains("refused 10.99.1.52 at 8080/tcp")),
+        "journalctl -u dockgate DOCKGATE_PORT=8080: {:?}\n{}",
+        by_field(),
+        journal()
+    );
+    assert!(
+        !systemd("journalctl --no-pager -o cat -u dockgate.service DOCKGATE_PORT=8081")
+            .1
+            .contains("refused"),
+        "a field match that should find nothing"
+    );
+    let refused = sh(&format!("{DOCKGATECTL} refused"));
+    assert!(
+        refused
+            .lines()
+            .any(|line| line.contains("8080/tcp") && line.contains("10.99.1.52")),
+        "dockgatectl refused under the unit:\n{refused}"
     );
 
     // An exposure as root over the bus lands in StateDirectory=, which only root may read.
