@@ -78,7 +78,11 @@ fn explain(source: &str, port: &str) -> String {
 fn deny_counts_each_refused_connection_by_the_host_port_it_was_made_to() {
     in_sandbox();
     // Two host ports leading to the same container port.
-    let _web = Container::httpd("refused-web", "-p 8080:80 -p 8081:80");
+    // --restart always: the container comes back with dockerd's restart below.
+    let _web = Container::httpd(
+        "refused-web",
+        "-p 8080:80 -p 8081:80 --restart always --stop-timeout 1",
+    );
     wait_for_docker_rules(8081);
     let service = Service::start("refused-deny", "default = \"deny\"\n");
     service.wait_until_settled();
@@ -154,6 +158,44 @@ fn deny_counts_each_refused_connection_by_the_host_port_it_was_made_to() {
         "{}",
         service.log()
     );
+    // A firewalld reload and a dockerd restart lose no recording rule: the next refused
+    // connection is counted after each.
+    let mut expected = 5;
+    for event in ["firewall-cmd --reload", "sandbox-ctl restart dockerd"] {
+        let rebuilds = || {
+            service
+                .log()
+                .matches("rebuild after the firewalld reload is over")
+                .count()
+        };
+        let rebuilt = rebuilds();
+        sh(event);
+        if event.starts_with("firewall-cmd") {
+            assert!(
+                eventually(Duration::from_secs(20), || rebuilds() > rebuilt),
+                "{}",
+                service.log()
+            );
+        } else {
+            // The container is back when Docker's DNAT for its port is.
+            assert!(eventually(Duration::from_secs(20), || {
+                sh("iptables -t nat -S DOCKER").contains("--dport 8081")
+            }));
+        }
+        assert_eq!(
+            probe_until(HOST_V4, 8081, "dropped", Duration::from_secs(10)),
+            "dropped",
+            "after {event}"
+        );
+        expected += 1;
+        assert_eq!(
+            settled_count("8081/tcp", CLIENT1, false, expected),
+            expected,
+            "after {event}: {}\n{}",
+            sh("iptables -S FORWARD"),
+            service.log()
+        );
+    }
 }
 
 /// A flood costs bounded work: the rule logs at most `per_second` a second after a burst of as
