@@ -211,6 +211,7 @@ fn a_flood_of_refused_connections_is_counted_up_to_the_rate_limit() {
     );
     service.wait_until_settled();
     service.wait_for_api();
+    let monitor = RefusedChangedMonitor::start();
     let stream = finish_stream(start_stream_to(8082, 200, CLIENT1, 3));
     assert_eq!(stream.open, 0, "{stream:?}");
     assert!(stream.attempts >= 300, "{stream:?}");
@@ -222,7 +223,83 @@ fn a_flood_of_refused_connections_is_counted_up_to_the_rate_limit() {
     );
     // A burst of 10, then 10 a second for 3 s (and the rule's token bucket rounding).
     assert!((10..=45).contains(&counted), "{counted} counted");
-    assert!(try_sh(&format!("busctl --system call {API} ListRefused t 0")).0);
+
+    // RefusedChanged: at most once a second through the flood (3 s, and the table's last
+    // change after it), and with nothing in it, so no address reaches every listener.
+    let signals = monitor.signals();
+    assert!(
+        (1..=5).contains(&signals.len()),
+        "{} RefusedChanged in 3 s:\n{}",
+        signals.len(),
+        monitor.text()
+    );
+    for body in &signals {
+        assert!(body.trim().is_empty(), "RefusedChanged carries {body:?}");
+    }
+    assert!(!monitor.text().contains(CLIENT1), "{}", monitor.text());
+
+    // The view is polkit's read: root reads it, nobody (no rule grants read) gets NotAuthorized.
+    assert!(busctl("root", "ListRefused t 0").0);
+    let refused = dbus_error("nobody", "ListRefused", "uint64:0");
+    assert!(
+        refused.contains("org.dockgate.Dockgate1.Error.NotAuthorized")
+            && refused.contains("org.dockgate.Dockgate1.read"),
+        "{refused}"
+    );
+}
+
+/// dbus-monitor watching for RefusedChanged; stopped when dropped.
+struct RefusedChangedMonitor {
+    child: std::process::Child,
+    output: std::path::PathBuf,
+}
+
+impl RefusedChangedMonitor {
+    /// Returns once the monitor runs: it waits for a signal of the same name it emits itself.
+    fn start() -> Self {
+        let output =
+            std::env::temp_dir().join(format!("dockgate-test-{}-refused.monitor", stack()));
+        let child = std::process::Command::new("dbus-monitor")
+            .args(["--system", "type='signal',member='RefusedChanged'"])
+            .stdout(std::fs::File::create(&output).unwrap())
+            .spawn()
+            .unwrap();
+        let monitor = RefusedChangedMonitor { child, output };
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                sh("busctl --system emit /org/dockgate/Test org.dockgate.Test RefusedChanged");
+                monitor.text().contains("path=/org/dockgate/Test")
+            }),
+            "dbus-monitor saw nothing"
+        );
+        monitor
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// The body of each RefusedChanged dockgated sent (not the monitor's own).
+    fn signals(&self) -> Vec<String> {
+        self.text()
+            .split("\nsignal ")
+            .filter(|message| message.contains("path=/org/dockgate/Dockgate1"))
+            .map(|message| {
+                message
+                    .split_once('\n')
+                    .map_or("", |(_, body)| body)
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+impl Drop for RefusedChangedMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.output);
+    }
 }
 
 #[test]
