@@ -116,6 +116,20 @@ struct Counts {
     last_seen: u64,
 }
 
+impl Key {
+    fn entry(&self, counts: &Counts) -> Entry {
+        Entry {
+            port: self.port,
+            protocol: self.protocol,
+            source: self.source,
+            count: counts.count,
+            first_seen: counts.first_seen,
+            last_seen: counts.last_seen,
+            would_be: self.would_be,
+        }
+    }
+}
+
 /// What recording one hit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -251,15 +265,7 @@ impl Table {
                     entry.first_seen = entry.first_seen.min(counts.first_seen);
                     entry.last_seen = entry.last_seen.max(counts.last_seen);
                 })
-                .or_insert(Entry {
-                    port: key.port,
-                    protocol: key.protocol,
-                    source: key.source,
-                    count: counts.count,
-                    first_seen: counts.first_seen,
-                    last_seen: counts.last_seen,
-                    would_be: key.would_be,
-                });
+                .or_insert(key.entry(counts));
         }
         merged.into_values().collect()
     }
@@ -270,15 +276,7 @@ impl Table {
             entries: self
                 .entries
                 .iter()
-                .map(|(key, counts)| Entry {
-                    port: key.port,
-                    protocol: key.protocol,
-                    source: key.source,
-                    count: counts.count,
-                    first_seen: counts.first_seen,
-                    last_seen: counts.last_seen,
-                    would_be: key.would_be,
-                })
+                .map(|(key, counts)| key.entry(counts))
                 .collect(),
         }
     }
