@@ -56,6 +56,22 @@ async fn inspect_reports_what_firewalld_docker_and_packets_say() {
         report["docker"]["version"],
         sh("docker version -f '{{.Server.Version}}'").trim()
     );
+    // Docker's firewall backend as Docker reports it (28.1 and later), nothing where it does not.
+    let backend = &report["docker"]["firewall_backend"];
+    if docker_major_version() >= 28 {
+        assert_eq!(
+            backend.as_str(),
+            Some(sh("docker info -f '{{.FirewallBackend.Driver}}'").trim()),
+            "{report:#}"
+        );
+        let (_, text) = inspect(&[]);
+        assert!(
+            text.contains(&format!("firewall backend {}", backend.as_str().unwrap())),
+            "{text}"
+        );
+    } else {
+        assert!(backend.is_null(), "{report:#}");
+    }
     for bridge in ["docker0", "dg-insp0"] {
         let entry = report["bridges"]
             .as_array()
