@@ -188,169 +188,9 @@ mod client {
             .await
             .map_err(reason)?;
         match command {
-            Command::Status => {
-                let exposures = api.list_exposures().await.map_err(reason)?;
-                let ports = api.list_ports().await.map_err(reason)?;
-                let permissions = api.permissions().await.map_err(reason)?;
-                // All properties in one round trip: a busy bus (someone flooding the API)
-                // delays each round trip, not the amount read.
-                let properties = zbus::fdo::PropertiesProxy::builder(&bus)
-                    .destination(dockgate::api::BUS_NAME)
-                    .path(dockgate::api::OBJECT_PATH)
-                    .build()
-                    .await
-                    .map_err(reason)?
-                    .get_all(zbus::names::InterfaceName::from_static_str_unchecked(
-                        dockgate::api::BUS_NAME,
-                    ))
-                    .await
-                    .map_err(|error| reason(error.into()))?;
-                let property = |name: &str| properties.get(name).map(json).unwrap_or_default();
-                let last = property("LastReconcile").as_u64().unwrap_or(0);
-                let status = serde_json::json!({
-                    "version": property("Version"),
-                    "firewalld_connected": property("FirewalldConnected"),
-                    "docker_connected": property("DockerConnected"),
-                    "default": property("Default"),
-                    "verdict": property("Verdict"),
-                    "on_revoke": property("OnRevoke"),
-                    "strict_forward_ports": property("StrictForwardPorts"),
-                    "permissions": permissions,
-                    "bridge_zone": property("BridgeZone"),
-                    "rule_count": property("RuleCount"),
-                    "last_reconcile": last,
-                    "exposures": exposures.len(),
-                    "published_ports": ports.len(),
-                });
-                if as_json {
-                    println!("{status}");
-                    return Ok(());
-                }
-                let yes_no = |key: &str| {
-                    if status[key] == true {
-                        "connected"
-                    } else {
-                        "NOT CONNECTED"
-                    }
-                };
-                let ago = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|now| now.as_secs().saturating_sub(last / 1_000_000))
-                    .unwrap_or(0);
-                println!(
-                    "dockgated {}",
-                    status["version"].as_str().unwrap_or_default()
-                );
-                println!("  firewalld:  {}", yes_no("firewalld_connected"));
-                println!("  Docker:     {}", yes_no("docker_connected"));
-                println!(
-                    "  policy:     default {}, verdict {}, {} rules in force, bridges in zone {}",
-                    status["default"].as_str().unwrap_or_default(),
-                    status["verdict"].as_str().unwrap_or_default(),
-                    status["rule_count"],
-                    status["bridge_zone"].as_str().unwrap_or_default()
-                );
-                if status["strict_forward_ports"] == true {
-                    println!(
-                        "  firewalld:  StrictForwardPorts=yes: dockgate keeps a forward-port for each port it lets someone reach"
-                    );
-                }
-                if status["on_revoke"] == "cut" {
-                    println!(
-                        "  revoking:   ends the connections an exposure admitted (on_revoke = cut)"
-                    );
-                }
-                if last == 0 {
-                    println!("  applied:    never");
-                } else {
-                    println!(
-                        "  applied:    {} ago",
-                        humantime::format_duration(std::time::Duration::from_secs(ago))
-                    );
-                }
-                let open = ports
-                    .iter()
-                    .filter(|port| text(port, "state") == "open")
-                    .count();
-                let audited = ports
-                    .iter()
-                    .filter(|port| text(port, "audited") == "true")
-                    .count();
-                print!(
-                    "  ports:      {} published, {open} open to any source",
-                    ports.len()
-                );
-                if audited > 0 {
-                    print!(
-                        " ({audited} of them audited: default = \"deny\" would close them to whom no grant names)"
-                    );
-                }
-                println!();
-                println!("  exposures:  {}", exposures.len());
-                let answer = |action: &str| match permissions.get(action).map(String::as_str) {
-                    Some("yes") => "yes",
-                    Some("auth") => "with a password",
-                    _ => "no",
-                };
-                println!(
-                    "  you may:    read {}, expose {}, administer {}",
-                    answer("read"),
-                    answer("expose"),
-                    answer("admin")
-                );
-            }
-            Command::Ports => {
-                let mut ports = api.list_ports().await.map_err(reason)?;
-                if !as_json {
-                    for entry in &mut ports {
-                        if text(entry, "loopback_only") == "true" {
-                            set_text(entry, "state", "loopback only");
-                        } else if text(entry, "audited") == "true" {
-                            set_text(entry, "state", "open, audited");
-                        }
-                    }
-                }
-                print_entries(
-                    &ports,
-                    &[
-                        ("CONTAINER", "container"),
-                        ("HOST IP", "host_ip"),
-                        ("PORT", "host_port"),
-                        ("PROTO", "protocol"),
-                        ("TO", "container_port"),
-                        ("STATE", "state"),
-                        ("SOURCES", "sources"),
-                        ("JUDGED BY", "judged_by"),
-                    ],
-                    as_json,
-                );
-            }
-            Command::List => {
-                let mut exposures = api.list_exposures().await.map_err(reason)?;
-                if !as_json {
-                    for entry in &mut exposures {
-                        let at = match entry.get("expires_at").map(json) {
-                            Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
-                            _ => 0,
-                        };
-                        set_text(entry, "expires", &expires(at));
-                    }
-                }
-                print_entries(
-                    &exposures,
-                    &[
-                        ("ID", "id"),
-                        ("PORT", "port"),
-                        ("CONTAINER", "container"),
-                        ("SOURCES", "sources"),
-                        ("EXPIRES", "expires"),
-                        ("OWNER", "owner"),
-                        ("ACTIVE", "active"),
-                        ("COMMENT", "comment"),
-                    ],
-                    as_json,
-                );
-            }
+            Command::Status => status(&bus, &api, as_json).await,
+            Command::Ports => ports(&api, as_json).await,
+            Command::List => list(&api, as_json).await,
             Command::Expose {
                 port,
                 sources,
@@ -358,121 +198,341 @@ mod client {
                 container,
                 comment,
             } => {
-                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
-                let mut options = HashMap::new();
-                if let Some(container) = &container {
-                    options.insert("container", Variant::from(container.as_str()));
-                }
-                if let Some(comment) = &comment {
-                    options.insert("comment", Variant::from(comment.as_str()));
-                }
-                let ttl = ttl.map_or(0, |ttl| ttl.as_secs().max(1));
-                let id = api
-                    .expose(&port, &sources, ttl, options)
-                    .await
-                    .map_err(reason)?;
-                if as_json {
-                    println!("{}", serde_json::json!({ "id": id }));
-                } else {
-                    println!("{id}");
-                }
+                expose(
+                    &api,
+                    &port,
+                    &sources,
+                    ttl,
+                    container.as_deref(),
+                    comment.as_deref(),
+                    as_json,
+                )
+                .await
             }
-            Command::Unexpose { id } => api.unexpose(&id).await.map_err(reason)?,
-            Command::Explain { source, port } => {
-                let (allowed, why) = api.explain(&source, &port).await.map_err(reason)?;
-                if as_json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "allowed": allowed, "reason": why })
-                    );
-                } else {
-                    println!("{}: {why}", if allowed { "allowed" } else { "denied" });
-                }
-            }
+            Command::Unexpose { id } => api.unexpose(&id).await.map_err(reason),
+            Command::Explain { source, port } => explain(&api, &source, &port, as_json).await,
             Command::Refused { since, port } => {
-                let since = dockgate::exposures::unix_now().saturating_sub(since.as_secs());
-                let wanted = port.as_deref().map(wanted_port).transpose()?;
-                let mut entries = api.list_refused(since).await.map_err(reason)?;
-                entries.retain(|entry| {
-                    wanted.is_none_or(|(port, protocol)| {
-                        text(entry, "port") == port.to_string()
-                            && protocol.is_none_or(|protocol| text(entry, "protocol") == protocol)
-                    })
-                });
-                if as_json {
-                    print_entries(&entries, &[], true);
-                    return Ok(());
-                }
-                if entries.is_empty() {
-                    println!(
-                        "Nothing refused since {} (dockgate records refusals with default = \"deny\" or \"audit\").",
-                        at(since)
-                    );
-                    return Ok(());
-                }
-                let connections: u64 = entries.iter().map(|entry| number(entry, "count")).sum();
-                for entry in &mut entries {
-                    let port = format!("{}/{}", text(entry, "port"), text(entry, "protocol"));
-                    set_text(entry, "port", &port);
-                    let first = at(number(entry, "first_seen"));
-                    let last = at(number(entry, "last_seen"));
-                    set_text(entry, "first_seen", &first);
-                    set_text(entry, "last_seen", &last);
-                    let what = if text(entry, "would_be") == "true" {
-                        "would refuse (audit)"
-                    } else {
-                        "refused"
-                    };
-                    set_text(entry, "would_be", what);
-                }
-                println!(
-                    "{} since {}:",
-                    crate::count(connections as usize, "connection", "connections"),
-                    at(since)
-                );
-                print_entries(
-                    &entries,
-                    &[
-                        ("PORT", "port"),
-                        ("SOURCE", "source"),
-                        ("COUNT", "count"),
-                        ("FIRST SEEN", "first_seen"),
-                        ("LAST SEEN", "last_seen"),
-                        ("", "would_be"),
-                    ],
-                    false,
-                );
+                refused(&api, since, port.as_deref(), as_json).await
             }
-            Command::Suggest { since } => {
-                let now = dockgate::exposures::unix_now();
-                let since = now.saturating_sub(since.as_secs());
-                let entries = api.list_refused(since).await.map_err(reason)?;
-                let entries: Vec<dockgate::refused::Entry> = entries
-                    .iter()
-                    .filter_map(|entry| {
-                        let protocol = match text(entry, "protocol").as_str() {
-                            "tcp" => dockgate::docker::Protocol::Tcp,
-                            "udp" => dockgate::docker::Protocol::Udp,
-                            "sctp" => dockgate::docker::Protocol::Sctp,
-                            _ => return None,
-                        };
-                        Some(dockgate::refused::Entry {
-                            port: text(entry, "port").parse().ok()?,
-                            protocol,
-                            source: text(entry, "source").parse().ok()?,
-                            count: number(entry, "count"),
-                            first_seen: number(entry, "first_seen"),
-                            last_seen: number(entry, "last_seen"),
-                            would_be: text(entry, "would_be") == "true",
-                        })
-                    })
-                    .collect();
-                print!("{}", dockgate::suggest::render(&entries, since, now));
-            }
-            Command::Reconcile => api.reconcile().await.map_err(reason)?,
-            Command::Reload => api.reload_config().await.map_err(reason)?,
+            Command::Suggest { since } => suggest(&api, since).await,
+            Command::Reconcile => api.reconcile().await.map_err(reason),
+            Command::Reload => api.reload_config().await.map_err(reason),
             Command::CheckConfig { .. } | Command::DockerPrestart { .. } => unreachable!(),
         }
+    }
+
+    /// `dockgatectl status`: connections, policy, rules, counts and what the caller may do.
+    async fn status(
+        bus: &zbus::Connection,
+        api: &Dockgate1Proxy<'_>,
+        as_json: bool,
+    ) -> Result<(), String> {
+        let exposures = api.list_exposures().await.map_err(reason)?;
+        let ports = api.list_ports().await.map_err(reason)?;
+        let permissions = api.permissions().await.map_err(reason)?;
+        // All properties in one round trip: a busy bus (someone flooding the API)
+        // delays each round trip, not the amount read.
+        let properties = zbus::fdo::PropertiesProxy::builder(bus)
+            .destination(dockgate::api::BUS_NAME)
+            .path(dockgate::api::OBJECT_PATH)
+            .build()
+            .await
+            .map_err(reason)?
+            .get_all(zbus::names::InterfaceName::from_static_str_unchecked(
+                dockgate::api::BUS_NAME,
+            ))
+            .await
+            .map_err(|error| reason(error.into()))?;
+        let property = |name: &str| properties.get(name).map(json).unwrap_or_default();
+        let last = property("LastReconcile").as_u64().unwrap_or(0);
+        let status = serde_json::json!({
+            "version": property("Version"),
+            "firewalld_connected": property("FirewalldConnected"),
+            "docker_connected": property("DockerConnected"),
+            "default": property("Default"),
+            "verdict": property("Verdict"),
+            "on_revoke": property("OnRevoke"),
+            "strict_forward_ports": property("StrictForwardPorts"),
+            "permissions": permissions,
+            "bridge_zone": property("BridgeZone"),
+            "rule_count": property("RuleCount"),
+            "last_reconcile": last,
+            "exposures": exposures.len(),
+            "published_ports": ports.len(),
+        });
+        if as_json {
+            println!("{status}");
+            return Ok(());
+        }
+        let yes_no = |key: &str| {
+            if status[key] == true {
+                "connected"
+            } else {
+                "NOT CONNECTED"
+            }
+        };
+        let ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|now| now.as_secs().saturating_sub(last / 1_000_000))
+            .unwrap_or(0);
+        println!(
+            "dockgated {}",
+            status["version"].as_str().unwrap_or_default()
+        );
+        println!("  firewalld:  {}", yes_no("firewalld_connected"));
+        println!("  Docker:     {}", yes_no("docker_connected"));
+        println!(
+            "  policy:     default {}, verdict {}, {} rules in force, bridges in zone {}",
+            status["default"].as_str().unwrap_or_default(),
+            status["verdict"].as_str().unwrap_or_default(),
+            status["rule_count"],
+            status["bridge_zone"].as_str().unwrap_or_default()
+        );
+        if status["strict_forward_ports"] == true {
+            println!(
+                "  firewalld:  StrictForwardPorts=yes: dockgate keeps a forward-port for each port it lets someone reach"
+            );
+        }
+        if status["on_revoke"] == "cut" {
+            println!("  revoking:   ends the connections an exposure admitted (on_revoke = cut)");
+        }
+        if last == 0 {
+            println!("  applied:    never");
+        } else {
+            println!(
+                "  applied:    {} ago",
+                humantime::format_duration(std::time::Duration::from_secs(ago))
+            );
+        }
+        let open = ports
+            .iter()
+            .filter(|port| text(port, "state") == "open")
+            .count();
+        let audited = ports
+            .iter()
+            .filter(|port| text(port, "audited") == "true")
+            .count();
+        print!(
+            "  ports:      {} published, {open} open to any source",
+            ports.len()
+        );
+        if audited > 0 {
+            print!(
+                " ({audited} of them audited: default = \"deny\" would close them to whom no grant names)"
+            );
+        }
+        println!();
+        println!("  exposures:  {}", exposures.len());
+        let answer = |action: &str| match permissions.get(action).map(String::as_str) {
+            Some("yes") => "yes",
+            Some("auth") => "with a password",
+            _ => "no",
+        };
+        println!(
+            "  you may:    read {}, expose {}, administer {}",
+            answer("read"),
+            answer("expose"),
+            answer("admin")
+        );
+        Ok(())
+    }
+
+    /// `dockgatectl ports`: every published port and who may reach it.
+    async fn ports(api: &Dockgate1Proxy<'_>, as_json: bool) -> Result<(), String> {
+        let mut ports = api.list_ports().await.map_err(reason)?;
+        if !as_json {
+            for entry in &mut ports {
+                if text(entry, "loopback_only") == "true" {
+                    set_text(entry, "state", "loopback only");
+                } else if text(entry, "audited") == "true" {
+                    set_text(entry, "state", "open, audited");
+                }
+            }
+        }
+        print_entries(
+            &ports,
+            &[
+                ("CONTAINER", "container"),
+                ("HOST IP", "host_ip"),
+                ("PORT", "host_port"),
+                ("PROTO", "protocol"),
+                ("TO", "container_port"),
+                ("STATE", "state"),
+                ("SOURCES", "sources"),
+                ("JUDGED BY", "judged_by"),
+            ],
+            as_json,
+        );
+        Ok(())
+    }
+
+    /// `dockgatectl list`: every exposure, config and runtime.
+    async fn list(api: &Dockgate1Proxy<'_>, as_json: bool) -> Result<(), String> {
+        let mut exposures = api.list_exposures().await.map_err(reason)?;
+        if !as_json {
+            for entry in &mut exposures {
+                let at = match entry.get("expires_at").map(json) {
+                    Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
+                    _ => 0,
+                };
+                set_text(entry, "expires", &expires(at));
+            }
+        }
+        print_entries(
+            &exposures,
+            &[
+                ("ID", "id"),
+                ("PORT", "port"),
+                ("CONTAINER", "container"),
+                ("SOURCES", "sources"),
+                ("EXPIRES", "expires"),
+                ("OWNER", "owner"),
+                ("ACTIVE", "active"),
+                ("COMMENT", "comment"),
+            ],
+            as_json,
+        );
+        Ok(())
+    }
+
+    /// `dockgatectl expose`: prints the new exposure's id.
+    async fn expose(
+        api: &Dockgate1Proxy<'_>,
+        port: &str,
+        sources: &[String],
+        ttl: Option<std::time::Duration>,
+        container: Option<&str>,
+        comment: Option<&str>,
+        as_json: bool,
+    ) -> Result<(), String> {
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let mut options = HashMap::new();
+        if let Some(container) = container {
+            options.insert("container", Variant::from(container));
+        }
+        if let Some(comment) = comment {
+            options.insert("comment", Variant::from(comment));
+        }
+        let ttl = ttl.map_or(0, |ttl| ttl.as_secs().max(1));
+        let id = api
+            .expose(port, &sources, ttl, options)
+            .await
+            .map_err(reason)?;
+        if as_json {
+            println!("{}", serde_json::json!({ "id": id }));
+        } else {
+            println!("{id}");
+        }
+        Ok(())
+    }
+
+    /// `dockgatectl explain`: would a new connection get through, and why.
+    async fn explain(
+        api: &Dockgate1Proxy<'_>,
+        source: &str,
+        port: &str,
+        as_json: bool,
+    ) -> Result<(), String> {
+        let (allowed, why) = api.explain(source, port).await.map_err(reason)?;
+        if as_json {
+            println!(
+                "{}",
+                serde_json::json!({ "allowed": allowed, "reason": why })
+            );
+        } else {
+            println!("{}: {why}", if allowed { "allowed" } else { "denied" });
+        }
+        Ok(())
+    }
+
+    /// `dockgatectl refused`: who was refused (or would be, auditing), per host port and source.
+    async fn refused(
+        api: &Dockgate1Proxy<'_>,
+        since: std::time::Duration,
+        port: Option<&str>,
+        as_json: bool,
+    ) -> Result<(), String> {
+        let since = dockgate::exposures::unix_now().saturating_sub(since.as_secs());
+        let wanted = port.map(wanted_port).transpose()?;
+        let mut entries = api.list_refused(since).await.map_err(reason)?;
+        entries.retain(|entry| {
+            wanted.is_none_or(|(port, protocol)| {
+                text(entry, "port") == port.to_string()
+                    && protocol.is_none_or(|protocol| text(entry, "protocol") == protocol)
+            })
+        });
+        if as_json {
+            print_entries(&entries, &[], true);
+            return Ok(());
+        }
+        if entries.is_empty() {
+            println!(
+                "Nothing refused since {} (dockgate records refusals with default = \"deny\" or \"audit\").",
+                at(since)
+            );
+            return Ok(());
+        }
+        let connections: u64 = entries.iter().map(|entry| number(entry, "count")).sum();
+        for entry in &mut entries {
+            let port = format!("{}/{}", text(entry, "port"), text(entry, "protocol"));
+            set_text(entry, "port", &port);
+            let first = at(number(entry, "first_seen"));
+            let last = at(number(entry, "last_seen"));
+            set_text(entry, "first_seen", &first);
+            set_text(entry, "last_seen", &last);
+            let what = if text(entry, "would_be") == "true" {
+                "would refuse (audit)"
+            } else {
+                "refused"
+            };
+            set_text(entry, "would_be", what);
+        }
+        println!(
+            "{} since {}:",
+            crate::count(connections as usize, "connection", "connections"),
+            at(since)
+        );
+        print_entries(
+            &entries,
+            &[
+                ("PORT", "port"),
+                ("SOURCE", "source"),
+                ("COUNT", "count"),
+                ("FIRST SEEN", "first_seen"),
+                ("LAST SEEN", "last_seen"),
+                ("", "would_be"),
+            ],
+            false,
+        );
+        Ok(())
+    }
+
+    /// `dockgatectl suggest`: the exposures that would admit exactly what was recorded.
+    async fn suggest(api: &Dockgate1Proxy<'_>, since: std::time::Duration) -> Result<(), String> {
+        let now = dockgate::exposures::unix_now();
+        let since = now.saturating_sub(since.as_secs());
+        let entries = api.list_refused(since).await.map_err(reason)?;
+        let entries: Vec<dockgate::refused::Entry> = entries
+            .iter()
+            .filter_map(|entry| {
+                let protocol = match text(entry, "protocol").as_str() {
+                    "tcp" => dockgate::docker::Protocol::Tcp,
+                    "udp" => dockgate::docker::Protocol::Udp,
+                    "sctp" => dockgate::docker::Protocol::Sctp,
+                    _ => return None,
+                };
+                Some(dockgate::refused::Entry {
+                    port: text(entry, "port").parse().ok()?,
+                    protocol,
+                    source: text(entry, "source").parse().ok()?,
+                    count: number(entry, "count"),
+                    first_seen: number(entry, "first_seen"),
+                    last_seen: number(entry, "last_seen"),
+                    would_be: text(entry, "would_be") == "true",
+                })
+            })
+            .collect();
+        print!("{}", dockgate::suggest::render(&entries, since, now));
         Ok(())
     }
 }
