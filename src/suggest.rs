@@ -62,24 +62,7 @@ pub fn render(entries: &[Entry], since: u64, now: u64) -> String {
         return out;
     }
     if !trusted.is_empty() {
-        out += "\n";
-        for (source, ports) in &trusted {
-            let list: Vec<String> = ports
-                .iter()
-                .map(|(port, protocol)| format!("{port}/{protocol}"))
-                .collect();
-            let _ = writeln!(
-                out,
-                "# {source} reached {} ports ({}): trusted admits it to every published port.",
-                ports.len(),
-                list.join(", ")
-            );
-        }
-        let quoted: Vec<String> = trusted
-            .keys()
-            .map(|source| format!("\"{source}\""))
-            .collect();
-        let _ = writeln!(out, "trusted = [{}]", quoted.join(", "));
+        write_trusted(&mut out, &trusted);
     }
     for ((port, protocol), sources) in &by_port {
         let listed: Vec<(&IpAddr, &Seen)> = sources
@@ -94,40 +77,67 @@ pub fn render(entries: &[Entry], since: u64, now: u64) -> String {
             last: *port,
             protocol: *protocol,
         };
-        let total: u64 = listed.iter().map(|(_, seen)| seen.count).sum();
-        let last = listed
-            .iter()
-            .map(|(_, seen)| seen.last_seen)
-            .max()
-            .unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "\n# {range}: {} source{}, {total} connection{}, the last at {}",
-            listed.len(),
-            plural(listed.len() as u64),
-            plural(total),
-            time(last)
-        );
-        out += "[[expose]]\n";
-        let _ = writeln!(out, "port = \"{range}\"");
-        out += "from = [\n";
-        for (source, seen) in &listed {
-            let _ = writeln!(
-                out,
-                "    \"{source}\",  # {} connection{}, the last at {}",
-                seen.count,
-                plural(seen.count),
-                time(seen.last_seen)
-            );
-        }
-        out += "]\n";
-        let _ = writeln!(
-            out,
-            "comment = \"suggested from what was recorded until {}\"",
-            time(now)
-        );
+        write_expose(&mut out, range, &listed, now);
     }
     out
+}
+
+/// The `trusted` line, with a comment per source naming the ports it reached.
+fn write_trusted(out: &mut String, trusted: &BTreeMap<IpAddr, &BTreeSet<(u16, Protocol)>>) {
+    *out += "\n";
+    for (source, ports) in trusted {
+        let list: Vec<String> = ports
+            .iter()
+            .map(|(port, protocol)| format!("{port}/{protocol}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "# {source} reached {} ports ({}): trusted admits it to every published port.",
+            ports.len(),
+            list.join(", ")
+        );
+    }
+    let quoted: Vec<String> = trusted
+        .keys()
+        .map(|source| format!("\"{source}\""))
+        .collect();
+    let _ = writeln!(out, "trusted = [{}]", quoted.join(", "));
+}
+
+/// One `[[expose]]` entry for a port, a comment with its counts above it and one per source.
+fn write_expose(out: &mut String, range: PortRange, listed: &[(&IpAddr, &Seen)], now: u64) {
+    let total: u64 = listed.iter().map(|(_, seen)| seen.count).sum();
+    let last = listed
+        .iter()
+        .map(|(_, seen)| seen.last_seen)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\n# {range}: {} source{}, {total} connection{}, the last at {}",
+        listed.len(),
+        plural(listed.len() as u64),
+        plural(total),
+        time(last)
+    );
+    *out += "[[expose]]\n";
+    let _ = writeln!(out, "port = \"{range}\"");
+    *out += "from = [\n";
+    for (source, seen) in listed {
+        let _ = writeln!(
+            out,
+            "    \"{source}\",  # {} connection{}, the last at {}",
+            seen.count,
+            plural(seen.count),
+            time(seen.last_seen)
+        );
+    }
+    *out += "]\n";
+    let _ = writeln!(
+        out,
+        "comment = \"suggested from what was recorded until {}\"",
+        time(now)
+    );
 }
 
 fn plural(n: u64) -> &'static str {
