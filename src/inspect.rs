@@ -16,10 +16,10 @@ use serde::Serialize;
 use crate::apply::Applier;
 use crate::config::{Config, DefaultPolicy};
 use crate::diff;
-use crate::docker::{Docker, PublishedPort};
+use crate::docker::{Docker, Network, PublishedPort};
 use crate::exposures::{self, Stored};
 use crate::firewalld::{DOCKER_USER, DirectRule, Firewall, Firewalld, FirewalldInfo, Layer};
-use crate::plan::{self, DockerView, Inputs};
+use crate::plan::{self, DockerView, Inputs, Plan};
 use crate::policy::{self, Access, HostZones, Policy, State};
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,35 +194,8 @@ impl Report {
         config_path: &Path,
     ) -> Report {
         let firewalld = &applier.firewall;
-        // Without the rules nothing can be said about reachability, so a failure to read them
-        // counts as firewalld being unreadable.
-        let firewalld_state = async {
-            let info = firewalld.info().await?;
-            let rules = firewalld.rules(Layer::Runtime).await?;
-            let zones = firewalld.host_zones().await?;
-            Ok::<_, crate::firewalld::FirewalldError>((info, rules, zones))
-        }
-        .await;
-        let (info, runtime_rules, zones): (_, Vec<DirectRule>, Option<HostZones>) =
-            match firewalld_state {
-                Ok((info, rules, zones)) => (Readout::Read(info), rules, Some(zones)),
-                Err(error) => (Readout::from_result(Err(error)), Vec::new(), None),
-            };
-        // Likewise an empty list of ports must mean none, never "could not read them".
-        let docker_state = async {
-            let info = DockerInfo {
-                version: docker.version().await?,
-                firewall_backend: docker.firewall_backend().await?,
-            };
-            let networks = docker.networks().await?;
-            let ports = docker.published_ports().await?;
-            Ok::<_, crate::docker::DockerError>((info, networks, ports))
-        }
-        .await;
-        let (docker_info, networks, ports) = match docker_state {
-            Ok((info, networks, ports)) => (Readout::Read(info), networks, ports),
-            Err(error) => (Readout::from_result(Err(error)), Vec::new(), Vec::new()),
-        };
+        let (info, runtime_rules, zones) = read_firewalld(firewalld).await;
+        let (docker_info, networks, ports) = read_docker(docker).await;
         let view = DockerView {
             ports: ports.clone(),
             bridges: networks
@@ -231,22 +204,7 @@ impl Report {
                 .collect(),
         };
 
-        // dockgate's policy as dockgated would apply it now: the config and the exposures.
-        let planned = Config::load(config_path)
-            .map_err(|error| error.to_string())
-            .and_then(|config| {
-                let (runtime, _) = Stored::load(&applier.state)
-                    .map_err(|error| format!("{}: {error}", applier.state.path().display()))?
-                    .expire(exposures::unix_now());
-                let inputs = Inputs {
-                    config: &config,
-                    runtime: runtime.all(),
-                    docker: &view,
-                    docker_up: true,
-                    rebuilding: false,
-                };
-                Ok((inputs.policy(), plan::desired(&inputs).plan))
-            });
+        let planned = planned(config_path, applier, &view);
         let policy = planned.as_ref().map(|(policy, _)| policy.clone());
         let dockgate = match (&planned, info.as_ref()) {
             (_, None) => Readout::Unreadable {
@@ -289,36 +247,7 @@ impl Report {
                     && !diff::owns_rule(rule)
             })
             .collect();
-        let ports = ports
-            .into_iter()
-            .map(|port| {
-                // Rules of others can only refuse more than dockgate does, but which
-                // connections they refuse is theirs to say.
-                let filtered_by_others = policy::serving(&port) == policy::Serving::Dnat
-                    && docker_user_rules
-                        .iter()
-                        .any(|rule| rule.family.matches(port.host_ip));
-                let unknown = if filtered_by_others {
-                    Some(
-                        "DOCKER-USER rules that are not dockgate's (below) filter it too"
-                            .to_owned(),
-                    )
-                } else if answer.is_none() {
-                    Some("see dockgate above".to_owned())
-                } else {
-                    None
-                };
-                PortReport {
-                    outside: answer
-                        .as_ref()
-                        .filter(|_| unknown.is_none())
-                        .map(|policy| policy::access(policy, zones.as_ref(), &port)),
-                    loopback_only: port.is_loopback_only(),
-                    unknown,
-                    port,
-                }
-            })
-            .collect();
+        let ports = port_reports(ports, &docker_user_rules, answer.as_ref(), zones.as_ref());
         Report {
             firewalld: info,
             docker: docker_info,
@@ -457,6 +386,99 @@ fn forwards_to(port: &PublishedPort) -> String {
         Some(ip) => socket(ip, port.container_port),
         None => format!("container port {}", port.container_port),
     }
+}
+
+/// firewalld's info, its runtime direct rules and the host's zones. Without the rules nothing
+/// can be said about reachability, so a failure to read them counts as firewalld being
+/// unreadable.
+async fn read_firewalld(
+    firewalld: &Firewalld,
+) -> (Readout<FirewalldInfo>, Vec<DirectRule>, Option<HostZones>) {
+    let state = async {
+        let info = firewalld.info().await?;
+        let rules = firewalld.rules(Layer::Runtime).await?;
+        let zones = firewalld.host_zones().await?;
+        Ok::<_, crate::firewalld::FirewalldError>((info, rules, zones))
+    }
+    .await;
+    match state {
+        Ok((info, rules, zones)) => (Readout::Read(info), rules, Some(zones)),
+        Err(error) => (Readout::from_result(Err(error)), Vec::new(), None),
+    }
+}
+
+/// Docker's version and backend, its networks and published ports. Likewise an empty list of
+/// ports must mean none, never "could not read them".
+async fn read_docker(docker: &Docker) -> (Readout<DockerInfo>, Vec<Network>, Vec<PublishedPort>) {
+    let state = async {
+        let info = DockerInfo {
+            version: docker.version().await?,
+            firewall_backend: docker.firewall_backend().await?,
+        };
+        let networks = docker.networks().await?;
+        let ports = docker.published_ports().await?;
+        Ok::<_, crate::docker::DockerError>((info, networks, ports))
+    }
+    .await;
+    match state {
+        Ok((info, networks, ports)) => (Readout::Read(info), networks, ports),
+        Err(error) => (Readout::from_result(Err(error)), Vec::new(), Vec::new()),
+    }
+}
+
+/// dockgate's policy and plan as dockgated would apply them now: the config and the exposures.
+fn planned(
+    config_path: &Path,
+    applier: &Applier<Firewalld>,
+    view: &DockerView,
+) -> Result<(Policy, Plan), String> {
+    let config = Config::load(config_path).map_err(|error| error.to_string())?;
+    let (runtime, _) = Stored::load(&applier.state)
+        .map_err(|error| format!("{}: {error}", applier.state.path().display()))?
+        .expire(exposures::unix_now());
+    let inputs = Inputs {
+        config: &config,
+        runtime: runtime.all(),
+        docker: view,
+        docker_up: true,
+        rebuilding: false,
+    };
+    Ok((inputs.policy(), plan::desired(&inputs).plan))
+}
+
+/// Who can reach each published port from outside, or why that cannot be said.
+fn port_reports(
+    ports: Vec<PublishedPort>,
+    docker_user_rules: &[DirectRule],
+    answer: Option<&Policy>,
+    zones: Option<&HostZones>,
+) -> Vec<PortReport> {
+    ports
+        .into_iter()
+        .map(|port| {
+            // Rules of others can only refuse more than dockgate does, but which
+            // connections they refuse is theirs to say.
+            let filtered_by_others = policy::serving(&port) == policy::Serving::Dnat
+                && docker_user_rules
+                    .iter()
+                    .any(|rule| rule.family.matches(port.host_ip));
+            let unknown = if filtered_by_others {
+                Some("DOCKER-USER rules that are not dockgate's (below) filter it too".to_owned())
+            } else if answer.is_none() {
+                Some("see dockgate above".to_owned())
+            } else {
+                None
+            };
+            PortReport {
+                outside: answer
+                    .filter(|_| unknown.is_none())
+                    .map(|policy| policy::access(policy, zones, &port)),
+                loopback_only: port.is_loopback_only(),
+                unknown,
+                port,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
