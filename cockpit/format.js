@@ -18,10 +18,12 @@ export function portState(port) {
         const verdict = { open: "lets every source in", exposed: "lets some sources in" }[port.state] || "does not open the port";
         return { label: "docker-proxy", color: "purple", note: "Served on the host by docker-proxy: firewalld's zone " + zone + " " + verdict };
     }
+    // The audit notice above the tables says what audit means; a note on every row would
+    // only repeat it.
     if (port.audited)
         return {
-            label: "Open, audited", color: "orange",
-            note: "default = \"audit\": every source gets in, and those that \"deny\" would refuse are recorded",
+            label: "Open, audited", color: "orange", note: "",
+            title: "default = \"audit\": every source gets in, and those that \"deny\" would refuse are recorded",
         };
     const state = STATES[port.state] || { label: port.state, color: "grey" };
     return { ...state, note: "" };

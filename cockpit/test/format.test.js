@@ -77,7 +77,8 @@ test("D-Bus error names shortened", () => {
 test("an audited port is open, and says so", () => {
     const port = { host_ip: "0.0.0.0", host_port: 8083, state: "open", sources: ["any"], loopback_only: false, judged_by: "dockgate", audited: true };
     assert.equal(portState(port).label, "Open, audited");
-    assert.match(portState(port).note, /"deny" would refuse are recorded/);
+    assert.match(portState(port).title, /"deny" would refuse are recorded/);
+    assert.equal(portState(port).note, "");
     assert.equal(reachers(port), "Any source (audited)");
     assert.equal(portState({ ...port, audited: false }).label, "Open to all");
     assert.equal(reachers({ ...port, audited: false }), "Any source");
