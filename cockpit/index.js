@@ -288,6 +288,15 @@ function nothingRefused(port) {
     return h("span", { class: "dg-muted" }, "None");
 }
 
+// "Would refuse 23 from 2 sources" may break before "from", nowhere else: a narrow table
+// keeps its Expose column in view.
+function keepTogether(line) {
+    const at = line.indexOf(" from ");
+    if (at < 0)
+        return [line];
+    return [h("span", { class: "dg-nowrap" }, line.slice(0, at)), " ", h("span", { class: "dg-nowrap" }, line.slice(at + 1))];
+}
+
 function refusedCell(port, group) {
     if (!group)
         return cell("In the last hour", nothingRefused(port));
@@ -314,7 +323,8 @@ function refusedCell(port, group) {
                   h("span", { class: "pf-v6-c-button__icon pf-m-start" },
                     h("i", { class: "fas fa-fw " + (expanded ? "fa-angle-down" : "fa-angle-right"), "aria-hidden": "true" })),
                   h("span", { class: "pf-v6-c-button__text" },
-                    refusedSummary(group).map((line, index) => h("span", { class: "dg-refused-line", "data-line": index }, line)))));
+                    refusedSummary(group).map((line, index) => h("span", { class: "dg-refused-line", "data-line": index },
+                                                                 ...keepTogether(line))))));
 }
 
 // The sources behind a port's count, each with its own Expose.
