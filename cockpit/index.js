@@ -221,8 +221,8 @@ function renderNotices() {
                            "read-only"));
     const props = dockgate.properties;
     if (props.Default === "audit")
-        notices.push(alert("info", "Audit mode: nothing is refused yet",
-                           ["Ports nobody exposed stay open to every source, and the connections that ",
+        notices.push(alert("info", "Audit mode: dockgate refuses nothing, and records what deny would refuse",
+                           ["Ports nobody exposed stay open to every source; the connections that ",
                             h("code", {}, "default = \"deny\""),
                             " would refuse are counted below (Would refuse). Once the sources that need a port are exposed or trusted, " +
                             "changing one word in dockgate's config and reloading turns deny on; ",
