@@ -11,6 +11,7 @@ const BUS = "org.freedesktop.DBus";
 const SIGNALS = {
     PortsChanged: "ports-changed",
     ExposuresChanged: "exposures-changed",
+    RefusedChanged: "refused-changed",
 };
 
 // Events: "state" (this.state is "connecting", "absent" or "ready"), "properties", and those
@@ -104,6 +105,13 @@ export class Dockgate extends EventTarget {
     async listPorts() {
         const [ports] = await this.call("ListPorts", "", []);
         return ports.map(plain);
+    }
+
+    // Refused connections (or, auditing, those "deny" would refuse) seen since `since` (Unix
+    // seconds), one entry per port, protocol, source and kind.
+    async listRefused(since) {
+        const [entries] = await this.call("ListRefused", "t", [since]);
+        return entries.map(plain);
     }
 
     async listExposures() {

@@ -18,6 +18,13 @@ export function portState(port) {
         const verdict = { open: "lets every source in", exposed: "lets some sources in" }[port.state] || "does not open the port";
         return { label: "docker-proxy", color: "purple", note: "Served on the host by docker-proxy: firewalld's zone " + zone + " " + verdict };
     }
+    // The audit notice above the tables says what audit means; a note on every row would
+    // only repeat it.
+    if (port.audited)
+        return {
+            label: "Open, audited", color: "orange", note: "",
+            title: "default = \"audit\": every source gets in, and those that \"deny\" would refuse are recorded",
+        };
     const state = STATES[port.state] || { label: port.state, color: "grey" };
     return { ...state, note: "" };
 }
@@ -35,7 +42,34 @@ export function reachers(port) {
     const who = port.state === "open" || (port.sources || []).includes("any")
         ? "Any source"
         : !port.sources || port.sources.length === 0 ? "No other host" : port.sources.join(", ");
-    return zone ? who + " (zone " + zone + ")" : who;
+    if (zone)
+        return who + " (zone " + zone + ")";
+    return port.audited ? who + " (audited)" : who;
+}
+
+// The Default property in the page's words: what happens to a port nobody exposed.
+export function defaultLabel(policy) {
+    return { deny: "Denied", audit: "Open, audited", allow: "Allowed (Docker's default)" }[policy] || policy || "…";
+}
+
+// firewalld's StrictForwardPorts, where it is on: what it does to Docker's ports, and what
+// dockgate does about it (nothing with default = "allow": it must not open what the admin closed).
+export function strictForwardPortsNotice(strict, policy) {
+    if (!strict)
+        return null;
+    if (policy === "allow")
+        return {
+            kind: "warning",
+            title: "firewalld's StrictForwardPorts is on",
+            text: "firewalld refuses every connection to a port Docker publishes unless one of its own forward-ports names it. " +
+                  "With default = \"allow\" dockgate adds none: it does not open what StrictForwardPorts closed.",
+        };
+    return {
+        kind: "info",
+        title: "firewalld's StrictForwardPorts is on",
+        text: "firewalld refuses connections to a port Docker publishes unless a forward-port names it; " +
+              "dockgate keeps one for each port its policy lets some source reach, and its own rules still judge every source.",
+    };
 }
 
 // As `docker ps` writes it: an IPv6 address needs brackets before a port.
@@ -105,4 +139,96 @@ export function customSeconds(amount, unit) {
 export function errorKind(error) {
     const name = (error && error.name) || "";
     return name.slice(name.lastIndexOf(".") + 1);
+}
+
+// "1 source", "3 sources".
+export function plural(count, one, many) {
+    return count + " " + (count === 1 ? one : many);
+}
+
+// A ListRefused source's address family, as a published port's host address has one.
+export function family(address) {
+    return address.includes(":") ? 6 : 4;
+}
+
+// ListRefused's entries (port, protocol, source, count, first_seen, last_seen, would_be), by
+// what they were made to: "8080/tcp" -> { refused, wouldRefuse, sources }. `refused` and
+// `wouldRefuse` are { count, sources } (connections, and distinct sources); `sources` lists
+// the entries, the latest first. Both kinds can be there: the hour in which audit became deny.
+export function refusedByPort(entries) {
+    const groups = new Map();
+    for (const entry of entries) {
+        const key = entry.port + "/" + entry.protocol;
+        if (!groups.has(key)) {
+            groups.set(key, {
+                port: key,
+                refused: { count: 0, sources: new Set() },
+                wouldRefuse: { count: 0, sources: new Set() },
+                sources: [],
+            });
+        }
+        const group = groups.get(key);
+        const kind = entry.would_be ? group.wouldRefuse : group.refused;
+        kind.count += Number(entry.count);
+        kind.sources.add(entry.source);
+        group.sources.push(entry);
+    }
+    for (const group of groups.values()) {
+        group.sources.sort((a, b) => b.last_seen - a.last_seen || b.count - a.count ||
+                                     (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
+        group.refused.sources = group.refused.sources.size;
+        group.wouldRefuse.sources = group.wouldRefuse.sources.size;
+    }
+    return groups;
+}
+
+
+// One line per kind: "Refused 20 from 1 source", "Would refuse 3 from 2 sources".
+export function refusedSummary(group) {
+    const lines = [];
+    if (group.refused.count > 0)
+        lines.push("Refused " + group.refused.count + " from " + plural(group.refused.sources, "source", "sources"));
+    if (group.wouldRefuse.count > 0)
+        lines.push("Would refuse " + group.wouldRefuse.count + " from " + plural(group.wouldRefuse.sources, "source", "sources"));
+    return lines;
+}
+
+// When something was last seen, from Unix seconds: "Just now", "3 min 2 s ago".
+export function seenAgo(unixSeconds, nowSeconds) {
+    const seconds = nowSeconds - unixSeconds;
+    return seconds < 1 ? "Just now" : duration(seconds) + " ago";
+}
+
+// Where the page shows each refusal: on the row of the published port it was made to, the
+// first row of the source's address family (an IPv6 client reached [::]:8080, not
+// 0.0.0.0:8080; dockgate counts by host port, not by host address), else the port's first row.
+// Returns the groups by row ("8080/tcp 0.0.0.0") and, apart, those of ports no container
+// publishes now. `ports` in the order the page shows them.
+export function placeRefused(ports, entries) {
+    const firstRow = new Map();
+    for (const port of ports) {
+        const key = port.host_port + "/" + port.protocol;
+        const row = key + " " + port.host_ip;
+        for (const slot of [key, key + " " + family(port.host_ip)]) {
+            if (!firstRow.has(slot))
+                firstRow.set(slot, row);
+        }
+    }
+    const byRow = new Map();
+    const elsewhere = [];
+    for (const entry of entries) {
+        const key = entry.port + "/" + entry.protocol;
+        const row = firstRow.get(key + " " + family(entry.source)) || firstRow.get(key);
+        if (!row) {
+            elsewhere.push(entry);
+            continue;
+        }
+        if (!byRow.has(row))
+            byRow.set(row, []);
+        byRow.get(row).push(entry);
+    }
+    return {
+        rows: new Map([...byRow].map(([row, placed]) => [row, refusedByPort(placed).values().next().value])),
+        elsewhere: [...refusedByPort(elsewhere).values()],
+    };
 }

@@ -4,8 +4,8 @@
 /* global cockpit */
 import { Dockgate } from "./client.js";
 import {
-    ago, customSeconds, errorKind, hostAddress, invalidField, portState, reachers, splitSources,
-    timeLeft, zoneOf,
+    ago, customSeconds, defaultLabel, errorKind, hostAddress, invalidField, placeRefused, portState,
+    reachers, refusedSummary, seenAgo, splitSources, strictForwardPortsNotice, timeLeft, zoneOf,
 } from "./format.js";
 
 const dockgate = new Dockgate();
@@ -23,10 +23,18 @@ let listed = false;
 let removeError = "";
 let ports = [];
 let exposures = [];
+// ListRefused's answer for the last hour.
+let refused = [];
+// The ports rows ("8080/tcp 0.0.0.0") whose refused sources are shown.
+const expandedRows = new Set();
 let me = { id: -1, name: "" };
 const userNames = new Map([[0, "root"]]);
 // The latest answer wins when signals come faster than the calls they start.
-const generations = { ports: 0, exposures: 0 };
+const generations = { ports: 0, exposures: 0, refused: 0 };
+// "In the last hour" is asked for again this often, as well as on RefusedChanged: the window
+// moves without any signal.
+const REFUSED_WINDOW = 3600;
+const REFUSED_POLL_MS = 60 * 1000;
 
 const $ = id => document.getElementById(id);
 
@@ -212,6 +220,17 @@ function renderNotices() {
                            h("code", {}, "/usr/share/doc/dockgate/50-dockgate.rules.example"), "."],
                            "read-only"));
     const props = dockgate.properties;
+    if (props.Default === "audit")
+        notices.push(alert("info", "Audit mode: dockgate refuses nothing, and records what deny would refuse",
+                           ["Ports nobody exposed stay open to every source; the connections that ",
+                            h("code", {}, "default = \"deny\""),
+                            " would refuse are counted below (Would refuse). Once the sources that need a port are exposed or trusted, " +
+                            "changing one word in dockgate's config and reloading turns deny on; ",
+                            h("code", {}, "dockgatectl suggest"), " writes the exposures that would admit exactly what was recorded."],
+                           "audit-notice"));
+    const strict = strictForwardPortsNotice(props.StrictForwardPorts, props.Default);
+    if (strict)
+        notices.push(alert(strict.kind, strict.title, strict.text, "strict-notice"));
     if (props.FirewalldConnected === false)
         notices.push(alert("warning", "firewalld is not running",
                            "dockgate's rules stay in the kernel; changes are saved and applied once firewalld is back."));
@@ -231,7 +250,7 @@ function renderStatus() {
     const items = [
         ["firewalld", connection(props.FirewalldConnected), "firewalld"],
         ["Docker", connection(props.DockerConnected), "docker"],
-        ["Unexposed ports", props.Default === undefined ? "…" : props.Default === "deny" ? "Denied" : "Allowed (Docker's default)", "default"],
+        ["Unexposed ports", defaultLabel(props.Default), "default"],
         ["Denied packets", props.Verdict === undefined ? "…" : props.Verdict === "reject" ? "Rejected" : "Dropped", "verdict"],
         ["Removing an exposure", props.OnRevoke === undefined ? "…" : props.OnRevoke === "cut" ? "Ends its connections" : "Keeps its connections", "on-revoke"],
         ["Bridge zone", props.BridgeZone || "…", "bridge-zone"],
@@ -253,17 +272,110 @@ function portKey(port) {
     return port.host_port + "/" + port.protocol;
 }
 
+function rowKey(port) {
+    return portKey(port) + " " + port.host_ip;
+}
+
+// The "In the last hour" cell of a port without refusals: whether there could have been any.
+function nothingRefused(port) {
+    if (port.loopback_only)
+        return null;
+    const zone = zoneOf(port.judged_by);
+    if (zone)
+        return h("span", { class: "dg-muted", title: "firewalld's zone " + zone + " judges this port; dockgate records only what its own rules refuse" }, "Not recorded");
+    if (dockgate.properties.Default === "allow")
+        return h("span", { class: "dg-muted", title: "default = \"allow\": dockgate refuses nothing here, so it records nothing" }, "Not recorded");
+    return h("span", { class: "dg-muted" }, "None");
+}
+
+// "Would refuse 23 from 2 sources" may break before "from", nowhere else: a narrow table
+// keeps its Expose column in view.
+function keepTogether(line) {
+    const at = line.indexOf(" from ");
+    if (at < 0)
+        return [line];
+    return [h("span", { class: "dg-nowrap" }, line.slice(0, at)), " ", h("span", { class: "dg-nowrap" }, line.slice(at + 1))];
+}
+
+function refusedCell(port, group) {
+    if (!group)
+        return cell("In the last hour", nothingRefused(port));
+    const key = rowKey(port);
+    const expanded = expandedRows.has(key);
+    return cell("In the last hour",
+                h("button", {
+                    class: "pf-v6-c-button pf-m-link pf-m-inline dg-refused-toggle",
+                    type: "button",
+                    "aria-expanded": String(expanded),
+                    "data-toggle": "refused",
+                    "data-refused": group.refused.count,
+                    "data-refused-sources": group.refused.sources,
+                    "data-would-refuse": group.wouldRefuse.count,
+                    "data-would-refuse-sources": group.wouldRefuse.sources,
+                    onclick: () => {
+                        if (expandedRows.has(key))
+                            expandedRows.delete(key);
+                        else
+                            expandedRows.add(key);
+                        renderPorts();
+                    },
+                },
+                  h("span", { class: "pf-v6-c-button__icon pf-m-start" },
+                    h("i", { class: "fas fa-fw " + (expanded ? "fa-angle-down" : "fa-angle-right"), "aria-hidden": "true" })),
+                  h("span", { class: "pf-v6-c-button__text" },
+                    refusedSummary(group).map((line, index) => h("span", { class: "dg-refused-line", "data-line": index },
+                                                                 ...keepTogether(line))))));
+}
+
+// The sources behind a port's count, each with its own Expose.
+function refusedSourcesRow(port, group, refusal) {
+    const rows = group.sources.map(entry =>
+        h("tr", {
+            class: "pf-v6-c-table__tr",
+            "data-source": entry.source,
+            "data-count": entry.count,
+            "data-would-be": String(entry.would_be),
+        },
+          cell("Source", entry.source),
+          cell("Connections", String(entry.count)),
+          cell("First seen", h("span", { "data-seen": entry.first_seen, title: new Date(entry.first_seen * 1000).toLocaleString() })),
+          cell("Last seen", h("span", { "data-seen": entry.last_seen, title: new Date(entry.last_seen * 1000).toLocaleString() })),
+          // Only where audit let it in: the hour in which audit became deny has both kinds.
+          cell("", entry.would_be
+              ? label("Would refuse", "orange", "Let in: default = \"audit\" only records what \"deny\" would refuse")
+              : null),
+          h("td", { class: "pf-v6-c-table__td pf-m-action dg-actions" },
+            button("Expose to this source", "secondary", {
+                "data-action": "expose-source",
+                disabled: !!refusal,
+                title: refusal || "Open the Expose dialog for " + portKey(port) + " with " + entry.source,
+                onclick: () => openExposeDialog(port, entry.source),
+            }))));
+    return h("tr", { class: "pf-v6-c-table__tr pf-v6-c-table__expandable-row pf-m-expanded", "data-refused-of": rowKey(port) },
+             h("td", { class: "pf-v6-c-table__td", colspan: 8 },
+               h("div", { class: "pf-v6-c-table__expandable-row-content" },
+                 h("table", { class: "pf-v6-c-table pf-m-compact pf-m-grid-md dg-sources", "aria-label": "Sources refused on " + hostAddress(port.host_ip, port.host_port) + " in the last hour" },
+                   h("thead", { class: "pf-v6-c-table__thead" },
+                     h("tr", { class: "pf-v6-c-table__tr" },
+                       ...["Source", "Connections", "First seen", "Last seen"].map(text =>
+                         h("th", { class: "pf-v6-c-table__th pf-m-fit-content", scope: "col" }, text)),
+                       h("th", { class: "pf-v6-c-table__th", scope: "col" }, h("span", { class: "pf-v6-screen-reader" }, "Kind")),
+                       h("th", { class: "pf-v6-c-table__th", scope: "col" }, h("span", { class: "pf-v6-screen-reader" }, "Actions")))),
+                   h("tbody", { class: "pf-v6-c-table__tbody" }, rows)))));
+}
+
 function renderPorts() {
     const body = $("ports").tBodies[0];
     // By port, IPv4 before IPv6, as `docker ps` lists them.
     const family = port => port.host_ip.includes(":") ? 1 : 0;
     const sorted = [...ports].sort((a, b) => a.host_port - b.host_port || a.protocol.localeCompare(b.protocol) ||
                                               family(a) - family(b) || (a.host_ip < b.host_ip ? -1 : a.host_ip > b.host_ip ? 1 : 0));
+    const placed = placeRefused(sorted, refused);
     if (sorted.length === 0) {
         const props = dockgate.properties;
-        replaceRows(body, [emptyRow(7, props.DockerConnected === false ? "Docker is not running." : "No container publishes a port.")], null);
+        replaceRows(body, [emptyRow(8, props.DockerConnected === false ? "Docker is not running." : "No container publishes a port.")], null);
     } else {
-        replaceRows(body, sorted.map(port => {
+        replaceRows(body, sorted.flatMap(port => {
             const state = portState(port);
             let refusal;
             if (!may("expose"))
@@ -272,29 +384,39 @@ function renderPorts() {
                 refusal = "Published on loopback only: no other host can reach it";
             else if (zoneOf(port.judged_by))
                 refusal = "docker-proxy serves it on the host: firewalld's zone " + zoneOf(port.judged_by) + " decides who reaches it, not dockgate";
-            return h("tr", {
+            const group = placed.rows.get(rowKey(port));
+            const row = h("tr", {
                 class: "pf-v6-c-table__tr",
                 "data-port": portKey(port),
                 "data-host-ip": port.host_ip,
                 "data-judged-by": port.judged_by,
             },
-                     cell("Container", port.container),
-                     cell("Host address", hostAddress(port.host_ip, port.host_port)),
-                     cell("Protocol", port.protocol),
-                     cell("Container port", String(port.container_port)),
-                     cell("State", h("span", { "data-state": port.state }, label(state.label, state.color, state.note || undefined)),
-                          state.note ? h("div", { class: "dg-note" }, state.note) : null),
-                     cell("Who may reach it", reachers(port)),
-                     h("td", { class: "pf-v6-c-table__td pf-m-action dg-actions" },
-                       button("Expose", "secondary", {
-                           "data-action": "expose",
-                           disabled: !!refusal,
-                           title: refusal,
-                           onclick: () => openExposeDialog(port),
-                       })));
-        }), sorted);
+                          cell("Container", port.container),
+                          cell("Host address", hostAddress(port.host_ip, port.host_port)),
+                          cell("Protocol", port.protocol),
+                          cell("Container port", String(port.container_port)),
+                          cell("State", h("span", { "data-state": port.state, "data-audited": String(!!port.audited) },
+                                          label(state.label, state.color, state.title || state.note || undefined)),
+                               state.note ? h("div", { class: "dg-note" }, state.note) : null),
+                          cell("Who may reach it", reachers(port)),
+                          refusedCell(port, group),
+                          h("td", { class: "pf-v6-c-table__td pf-m-action dg-actions" },
+                            button("Expose", "secondary", {
+                                "data-action": "expose",
+                                disabled: !!refusal,
+                                title: refusal,
+                                onclick: () => openExposeDialog(port),
+                            })));
+            return group && expandedRows.has(rowKey(port)) ? [row, refusedSourcesRow(port, group, refusal)] : [row];
+        }), [sorted, placed.rows.size, refused]);
     }
+    $("refused-elsewhere").replaceChildren(...(placed.elsewhere.length === 0 ? [] : [
+        "In the last hour, also to ports no container publishes now: ",
+        placed.elsewhere.map(group => group.port + " (" + refusedSummary(group).join(", ").toLowerCase() + ")").join("; "),
+        ". ", h("code", {}, "dockgatectl refused"), " lists their sources.",
+    ]));
     $("explain-ports").replaceChildren(...[...new Set(sorted.map(portKey))].map(key => h("option", { value: key })));
+    tickClocks();
 }
 
 function renderExposures() {
@@ -340,6 +462,8 @@ function tickClocks() {
         element.textContent = timeLeft(Number(element.dataset.expires), now);
     for (const element of document.querySelectorAll("[data-reconciled]"))
         element.textContent = ago(Number(element.dataset.reconciled), now);
+    for (const element of document.querySelectorAll("[data-seen]"))
+        element.textContent = seenAgo(Number(element.dataset.seen), now);
 }
 
 setInterval(tickClocks, 1000);
@@ -358,6 +482,21 @@ async function refreshPorts() {
         }
     } catch (error) {
         if (generation === generations.ports)
+            await noteFailure(error);
+    }
+    renderPage();
+}
+
+async function refreshRefused() {
+    const generation = ++generations.refused;
+    try {
+        const answer = await dockgate.listRefused(Math.floor(Date.now() / 1000) - REFUSED_WINDOW);
+        if (generation === generations.refused) {
+            refused = answer;
+            loadError = readRefused = "";
+        }
+    } catch (error) {
+        if (generation === generations.refused)
             await noteFailure(error);
     }
     renderPage();
@@ -406,7 +545,7 @@ async function refreshAll() {
     listed = false;
     await loadPermissions();
     if (permissions && permissions.read !== "no")
-        await Promise.all([refreshPorts(), refreshExposures()]);
+        await Promise.all([refreshPorts(), refreshExposures(), refreshRefused()]);
     listed = true;
     renderPage();
 }
@@ -422,6 +561,7 @@ function debounced(refresh) {
 
 const portsChanged = debounced(refreshPorts);
 const exposuresChanged = debounced(() => Promise.all([refreshExposures(), refreshPorts()]));
+const refusedChanged = debounced(refreshRefused);
 
 dockgate.addEventListener("state", () => {
     if (dockgate.state === "ready")
@@ -433,6 +573,8 @@ dockgate.addEventListener("state", () => {
 dockgate.addEventListener("properties", () => renderPage());
 dockgate.addEventListener("ports-changed", () => { if (may("read")) portsChanged() });
 dockgate.addEventListener("exposures-changed", () => { if (may("read")) exposuresChanged() });
+dockgate.addEventListener("refused-changed", () => { if (may("read")) refusedChanged() });
+setInterval(() => { if (dockgate.state === "ready" && may("read")) refusedChanged() }, REFUSED_POLL_MS);
 
 // Field errors: the helper text under a field, in PatternFly's error style.
 function setFieldError(helperId, control, message) {
@@ -468,7 +610,8 @@ function clearExposeErrors() {
     $("expose-error").replaceChildren();
 }
 
-function openExposeDialog(port) {
+// From a port's row, or (`source`) from one of the sources it refused.
+function openExposeDialog(port, source) {
     exposePort = port;
     clearExposeErrors();
     const others = ports.filter(other => portKey(other) === portKey(port))
@@ -476,7 +619,7 @@ function openExposeDialog(port) {
     $("expose-title").textContent = "Expose " + portKey(port);
     $("expose-description").textContent = "Let more sources open connections to " + others.join(" and ") +
         (port.container ? " (" + port.container + ")" : "") + ".";
-    $("expose-sources").value = "";
+    $("expose-sources").value = source || "";
     $("expose-comment").value = "";
     $("expose-duration-1h").checked = true;
     $("expose-container").checked = false;

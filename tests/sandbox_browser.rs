@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ const COCKPIT_URL: &str = "http://127.0.0.1:9090";
 /// The package directory Cockpit serves; the test mounts a private copy over it.
 const COCKPIT_PACKAGES: &str = "/usr/share/cockpit";
 const PASSWORD: &str = "sesame-browser";
+/// A source of client1's that no grant admits: the one the refused view is about.
+const KNOCKER: &str = "10.99.1.70";
 const ADMIN: TestUser = TestUser {
     name: "dgadmin",
     uid: 64981,
@@ -715,6 +718,9 @@ fn assert_ports_as_daemon_says(browser: &Browser) {
             );
         } else if port["loopback_only"] == true {
             assert!(state.contains("Loopback only"), "{row}");
+        } else if port["audited"] == true {
+            assert!(state.contains("Open, audited"), "{row}");
+            assert!(reach.contains("audited"), "{row}");
         } else if !sources.is_empty() && !sources.contains(&"any") {
             assert_eq!(reach, sources.join(", "), "{row}");
         }
@@ -752,7 +758,8 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
     let _page = InstalledPage::install(&dockgate.dir);
 
     add_client_address(1, "10.99.1.50");
-    let _web = Container::httpd("browser-web", "-p 8080:80");
+    // Two host ports to one container port: the refused view tells them apart.
+    let _web = Container::httpd("browser-web", "-p 8080:80 -p 8084:80");
     let _local = Container::httpd("browser-local", "-p 127.0.0.1:9999:80");
     // A network without IPv6: Docker serves [::]:8082 with docker-proxy on the host, where a
     // firewalld zone judges it rather than dockgate.
@@ -876,6 +883,7 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
     expose_a_bad_source_then_client1(&browser, &dockgate, &service);
     container_started_while_the_page_is_open(&browser);
     unexpose_in_the_page(&browser);
+    refused_in_the_page(&browser);
 
     // dockgated stopping under the open page, and coming back: the page follows it, and its
     // properties are the new process's (a later LastReconcile).
@@ -894,6 +902,8 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
             "return Number(document.querySelector('[data-reconciled]').dataset.reconciled) > {reconciled_before}"
         ),
     );
+    // The counts outlived the restart, and the page asked for them again.
+    assert_refused_as_daemon_says(&browser);
 
     // Read but not expose: everything shown, no change enabled, and why.
     browser.log_in_and_open_page(READER);
@@ -905,6 +915,14 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
                 document.querySelectorAll('#exposures tr[data-id]').length > 0",
     );
     assert_ports_as_daemon_says(&browser);
+    // The refused sources are shown to a reader too, without their Expose.
+    browser
+        .click("#ports tr[data-port=\"8080/tcp\"][data-host-ip=\"0.0.0.0\"] [data-toggle=refused]");
+    browser.wait_for(
+        Duration::from_secs(5),
+        "the reader's list of refused sources",
+        &format!("return document.querySelector('#ports tr[data-source=\"{KNOCKER}\"] [data-action=expose-source]') !== null"),
+    );
     let enabled = browser.script(
         "return [...document.querySelectorAll('button[data-action]')].filter(b => !b.disabled).length",
         json!([]),
@@ -933,6 +951,8 @@ fn the_cockpit_page_shows_and_changes_exposure_for_real() {
         0
     );
     browser.screenshot("no-read");
+
+    audit_in_the_page(&browser, &dockgate);
     eprintln!(
         "{}: the browser test took {:.1} s",
         stack(),
@@ -1118,6 +1138,329 @@ fn unexpose_in_the_page(browser: &Browser) {
             .all(|exposure| exposure["origin"] != "runtime")
     );
     assert_eq!(probe(HOST_V4, 8080), "dropped", "client1 after Remove");
+}
+
+/// `dockgatectl refused` for the last hour, as JSON: one entry per port, protocol, source and
+/// kind (refused, or would be).
+fn daemon_refused() -> Vec<Value> {
+    let (ok, stdout, stderr) = dockgatectl("--json refused --since 1h");
+    assert!(ok, "dockgatectl refused: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Per port ("8080/tcp"): connections refused, their distinct sources, and the same for those
+/// audit let in that "deny" would refuse.
+type RefusedCounts = BTreeMap<String, [u64; 4]>;
+
+fn refused_counts_of_daemon() -> RefusedCounts {
+    let mut sources: BTreeMap<(String, bool), BTreeSet<String>> = BTreeMap::new();
+    let mut counts = RefusedCounts::new();
+    for entry in daemon_refused() {
+        let port = format!("{}/{}", entry["port"], entry["protocol"].as_str().unwrap());
+        let would_be = entry["would_be"] == true;
+        let kind = if would_be { 2 } else { 0 };
+        counts.entry(port.clone()).or_default()[kind] += entry["count"].as_u64().unwrap();
+        sources
+            .entry((port, would_be))
+            .or_default()
+            .insert(entry["source"].as_str().unwrap().to_owned());
+    }
+    for ((port, would_be), set) in sources {
+        counts.get_mut(&port).unwrap()[if would_be { 3 } else { 1 }] = set.len() as u64;
+    }
+    counts
+}
+
+/// The same, as the page shows it on the ports' rows (an IPv4 and an IPv6 row of one port
+/// each show their own family's sources).
+fn refused_counts_of_page(browser: &Browser) -> RefusedCounts {
+    let rows = browser.script(
+        "return [...document.querySelectorAll('#ports tbody tr[data-port]')].flatMap(tr => {
+            const b = tr.querySelector('[data-toggle=refused]');
+            return b ? [[tr.dataset.port, Number(b.dataset.refused), Number(b.dataset.refusedSources),
+                         Number(b.dataset.wouldRefuse), Number(b.dataset.wouldRefuseSources)]] : [];
+         })",
+        json!([]),
+    );
+    let mut counts = RefusedCounts::new();
+    for row in rows.as_array().unwrap() {
+        let shown = counts
+            .entry(row[0].as_str().unwrap().to_owned())
+            .or_default();
+        for (kind, total) in shown.iter_mut().enumerate() {
+            *total += row[kind + 1].as_u64().unwrap();
+        }
+    }
+    counts
+}
+
+/// The page's counts per port are `dockgatectl refused`'s, once RefusedChanged has had its
+/// second (it comes at most once a second) and the page has asked again.
+fn assert_refused_as_daemon_says(browser: &Browser) -> RefusedCounts {
+    let mut daemon = refused_counts_of_daemon();
+    let same = eventually(Duration::from_secs(5), || {
+        daemon = refused_counts_of_daemon();
+        refused_counts_of_page(browser) == daemon
+    });
+    if !same {
+        browser.screenshot("refused-differs");
+    }
+    assert_eq!(
+        refused_counts_of_page(browser),
+        daemon,
+        "the page's refused counts against dockgatectl refused"
+    );
+    daemon
+}
+
+/// The lines the page writes for one port's counts, from dockgatectl's numbers.
+fn refused_lines(counts: [u64; 4]) -> String {
+    let sources = |n: u64| format!("{n} source{}", if n == 1 { "" } else { "s" });
+    let mut lines = Vec::new();
+    if counts[0] > 0 {
+        lines.push(format!("Refused {} from {}", counts[0], sources(counts[1])));
+    }
+    if counts[2] > 0 {
+        lines.push(format!(
+            "Would refuse {} from {}",
+            counts[2],
+            sources(counts[3])
+        ));
+    }
+    lines.join("\n")
+}
+
+/// `attempts` connections from KNOCKER to HOST_V4:`port`, five at a time, each from its own
+/// source port counting up from `first_source_port`: dockgated takes a second attempt from the
+/// same source port within 130 s for a retried SYN of the first (and counts it once), and the
+/// kernel's own choice may repeat a port. Five a second is well within the rule's limit (20 a
+/// second after a burst of 20, per port): every attempt is counted.
+fn knock(port: u16, attempts: u16, first_source_port: u16) {
+    for wave in 0..attempts / 5 {
+        let first = first_source_port + wave * 5;
+        // As `sandbox-ctl probe` tells its answers apart, with the source port chosen.
+        let answers = sh(&format!(
+            "knock() {{ if out=$(ip netns exec client1 socat -u /dev/null \
+               TCP:{HOST_V4}:{port},connect-timeout=1,bind={KNOCKER}:$1 2>&1); then echo open; \
+               else case $out in *refused*|*unreachable*|*prohibited*) echo rejected ;; *) echo dropped ;; esac; fi; }}; \
+             for source_port in $(seq {first} {last}); do knock $source_port & done; wait",
+            last = first + 4
+        ));
+        assert_eq!(
+            answers.split_whitespace().collect::<Vec<_>>(),
+            ["dropped"; 5],
+            "{port}"
+        );
+    }
+}
+
+/// Issue 20: KNOCKER, a source of client1's that nothing admits, tries 20 times on 8080 and 5
+/// times on 8084 (the same container port): the page shows per port what `dockgatectl refused`
+/// shows, live on RefusedChanged, and the sources behind a count; "Expose to this source" opens
+/// the dialog with the port and the source filled in, and what it exposes lets KNOCKER in.
+fn refused_in_the_page(browser: &Browser) {
+    add_client_address(1, KNOCKER);
+    knock(8080, 20, 41000);
+    knock(8084, 5, 41100);
+    let probed = Instant::now();
+    let knocker = || -> Vec<(String, u64)> {
+        daemon_refused()
+            .iter()
+            .filter(|entry| entry["source"] == KNOCKER && entry["would_be"] == false)
+            .map(|entry| {
+                (
+                    format!("{}/tcp", entry["port"]),
+                    entry["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected = vec![("8080/tcp".to_owned(), 20), ("8084/tcp".to_owned(), 5)];
+    assert!(
+        eventually(Duration::from_secs(10), || knocker() == expected),
+        "dockgatectl refused for {KNOCKER}: {:?}",
+        knocker()
+    );
+    browser.wait_for(
+        Duration::from_secs(5),
+        "8084/tcp's refusals in the page",
+        "const b = document.querySelector('#ports tr[data-port=\"8084/tcp\"][data-host-ip=\"0.0.0.0\"] [data-toggle=refused]'); \
+         return b !== null && b.dataset.refused === '5'",
+    );
+    eprintln!(
+        "{}: the page showed the refusals {} ms after the last attempts timed out",
+        stack(),
+        probed.elapsed().as_millis()
+    );
+    let counts = assert_refused_as_daemon_says(browser);
+    // client1's own address was refused on 8080 earlier in the test: more than KNOCKER there.
+    assert!(
+        counts["8080/tcp"][0] > 20 && counts["8080/tcp"][1] == 2,
+        "{counts:?}"
+    );
+    for port in ["8080/tcp", "8084/tcp"] {
+        let toggle = format!(
+            "#ports tr[data-port=\"{port}\"][data-host-ip=\"0.0.0.0\"] [data-toggle=refused]"
+        );
+        assert_eq!(
+            browser.text(&toggle).trim(),
+            refused_lines(counts[port]),
+            "{port}"
+        );
+    }
+    assert_eq!(
+        browser
+            .text("#ports tr[data-port=\"8084/tcp\"] [data-toggle=refused]")
+            .trim(),
+        "Refused 5 from 1 source"
+    );
+
+    // The sources behind 8080's count, as dockgatectl lists them.
+    browser
+        .click("#ports tr[data-port=\"8080/tcp\"][data-host-ip=\"0.0.0.0\"] [data-toggle=refused]");
+    let listed = browser.wait_for(
+        Duration::from_secs(5),
+        "8080/tcp's refused sources",
+        "const rows = [...document.querySelectorAll('#ports tr[data-refused-of=\"8080/tcp 0.0.0.0\"] tr[data-source]')]; \
+         return rows.length ? rows.map(tr => [tr.dataset.source, Number(tr.dataset.count), tr.cells[3].innerText.trim()]) : null",
+    );
+    let mut shown: Vec<(String, u64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_str().unwrap().to_owned(),
+                row[1].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut daemon: Vec<(String, u64)> = daemon_refused()
+        .iter()
+        .filter(|entry| entry["port"] == 8080 && !entry["source"].as_str().unwrap().contains(':'))
+        .map(|entry| {
+            (
+                entry["source"].as_str().unwrap().to_owned(),
+                entry["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    shown.sort();
+    daemon.sort();
+    assert_eq!(
+        shown, daemon,
+        "8080/tcp's sources against dockgatectl refused"
+    );
+    assert!(
+        listed.as_array().unwrap().iter().all(|row| {
+            let seen = row[2].as_str().unwrap();
+            seen == "Just now" || seen.ends_with(" ago")
+        }),
+        "last seen: {listed}"
+    );
+    // The toggle's click scrolled the page; the status above belongs in the picture.
+    browser.script("window.scrollTo(0, 0); return null", json!([]));
+    browser.screenshot("refused");
+
+    // Expose to this source: the dialog, filled in; what it exposes lets KNOCKER in.
+    let action = format!("#ports tr[data-source=\"{KNOCKER}\"] [data-action=expose-source]");
+    assert_eq!(
+        browser.script(
+            &format!("return document.querySelector('{action}').disabled"),
+            json!([])
+        ),
+        false,
+        "a member of group dockgate may expose"
+    );
+    browser.click(&action);
+    browser.wait_for(
+        Duration::from_secs(5),
+        "the Expose dialog from a refused source",
+        "return document.getElementById('expose-dialog').open",
+    );
+    assert_eq!(browser.text("#expose-title"), "Expose 8080/tcp");
+    assert_eq!(
+        browser.script(
+            "return document.getElementById('expose-sources').value",
+            json!([])
+        ),
+        KNOCKER
+    );
+    browser.screenshot("expose-to-source");
+    browser.click("#expose-submit");
+    browser.wait_for(
+        Duration::from_secs(10),
+        "the dialog to close",
+        "return !document.getElementById('expose-dialog').open",
+    );
+    assert_eq!(
+        probe_until_from(KNOCKER, 8080, "open", Duration::from_secs(5)),
+        "open",
+        "{KNOCKER} after Expose to this source"
+    );
+    assert_eq!(
+        probe_from(KNOCKER, HOST_V4, 8084),
+        "dropped",
+        "the other port stays shut"
+    );
+    let exposure = daemon_exposures()
+        .into_iter()
+        .find(|exposure| exposure["origin"] == "runtime")
+        .expect("the exposure made from the refused source");
+    assert_eq!(exposure["sources"], json!([KNOCKER]));
+    assert_eq!(exposure["port"], "8080/tcp");
+    assert_eq!(exposure["owner_uid"], ADMIN.uid);
+    sh(&format!(
+        "{DOCKGATECTL} unexpose {}",
+        exposure["id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        probe_until_from(KNOCKER, 8080, "dropped", Duration::from_secs(5)),
+        "dropped"
+    );
+}
+
+/// default = "audit" and a reload: the ports are open and audited in the page, and what
+/// "deny" would refuse is counted apart from what it refused before.
+fn audit_in_the_page(browser: &Browser, dockgate: &Dockgate) {
+    let config = dockgate.dir.join("dockgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("default = \"audit\"\n{text}")).unwrap();
+    sh(&format!("{DOCKGATECTL} reload"));
+    browser.log_in_and_open_page(ADMIN);
+    browser.expect_state("live");
+    browser.wait_for(
+        Duration::from_secs(10),
+        "8084/tcp open and audited",
+        "const s = document.querySelector('#ports tr[data-port=\"8084/tcp\"][data-host-ip=\"0.0.0.0\"] [data-state]'); \
+         return s !== null && s.dataset.audited === 'true'",
+    );
+    assert_ports_as_daemon_says(browser);
+    assert_eq!(
+        probe_until_from(KNOCKER, 8084, "open", Duration::from_secs(5)),
+        "open"
+    );
+    browser.wait_for(
+        Duration::from_secs(5),
+        "8084/tcp's would-be refusals",
+        "const b = document.querySelector('#ports tr[data-port=\"8084/tcp\"] [data-toggle=refused]'); \
+         return b !== null && Number(b.dataset.wouldRefuse) > 0",
+    );
+    let counts = assert_refused_as_daemon_says(browser);
+    assert!(counts["8084/tcp"][2] >= 1, "{counts:?}");
+    assert_eq!(
+        browser
+            .text("#ports tr[data-port=\"8084/tcp\"] [data-toggle=refused]")
+            .trim(),
+        refused_lines(counts["8084/tcp"])
+    );
+    assert!(browser.text("#status").contains("Open, audited"));
+    assert!(
+        browser.text("#audit-notice").contains("default = \"deny\""),
+        "{}",
+        browser.text("#notices")
+    );
+    browser.screenshot("audit");
 }
 
 /// A Docker network, removed when dropped (after the containers in it).
