@@ -14,10 +14,19 @@ use zbus::{OwnedVariant, Variant};
 
 use crate::api::{BUS_NAME, Dockgate1Proxy, OBJECT_PATH};
 
-/// The states ListPorts gives (SPEC §4): always rendered, 0 when no port is in one, so that a
-/// query over a state finds a series on every host.
-const PORT_STATES: [&str; 4] = ["denied", "trusted-only", "exposed", "open"];
+/// The states `dockgatectl ports` shows (ListPorts' states, with "open, audited" for a port
+/// open only because `default = "audit"`): always rendered, 0 when no port is in one, so that
+/// a query over a state finds a series on every host. Each port is in one state: their sum
+/// is the ports published, and an alert on "open" is not set off by an audit.
+const PORT_STATES: [&str; 5] = ["denied", "trusted-only", "exposed", "open", OPEN_AUDITED];
+const OPEN_AUDITED: &str = "open, audited";
 const ORIGINS: [&str; 2] = ["config", "runtime"];
+/// The refused connections counted are those of the last five minutes (whole minutes: the
+/// table keeps one count per minute). Not a counter: the table is bounded and forgets its
+/// oldest minutes first, so a total would go down, which Prometheus takes for a restart and
+/// a rate() for a burst. Five minutes is more than any scrape interval, so no attempt falls
+/// between two readings.
+pub const REFUSED_WINDOW_SECONDS: u64 = 300;
 
 /// What one read of dockgated's API gave.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,12 +41,32 @@ pub struct Snapshot {
     pub last_reconcile_us: u64,
     /// None from a dockgated without the LastReconcileDuration property.
     pub last_reconcile_duration_us: Option<u64>,
-    /// The state of each published port, as ListPorts gives it.
-    pub port_states: Vec<String>,
+    /// Each published port, as ListPorts gives it.
+    pub ports: Vec<PortRow>,
     /// The origin of each exposure, as ListExposures gives it.
     pub exposure_origins: Vec<String>,
-    // Refused connections (`dockgate_refused_connections_total{port,protocol}`) belong here
-    // once dockgated serves ListRefused (issue 20).
+    /// ListRefused's entries of the last [`REFUSED_WINDOW_SECONDS`].
+    pub refused: Vec<RefusedRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRow {
+    pub host_port: u16,
+    pub protocol: String,
+    /// As `dockgatectl ports` shows it (one of [`PORT_STATES`], or a newer dockgated's).
+    pub state: String,
+}
+
+/// Connections from one source to one port: only the port and protocol become labels. The
+/// sources of a scan would make a series each, which costs a Prometheus server more than
+/// the scan; `dockgatectl refused` names them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedRow {
+    pub port: u16,
+    pub protocol: String,
+    pub count: u64,
+    /// Let in by `default = "audit"`; "deny" would refuse it.
+    pub would_be: bool,
 }
 
 /// The text exposition of `snapshot`, read at `now_us` (unix microseconds).
@@ -51,6 +80,11 @@ pub fn render(snapshot: &Snapshot, now_us: u64) -> String {
         }
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let port_states: Vec<String> = snapshot
+        .ports
+        .iter()
+        .map(|port| port.state.clone())
+        .collect();
     gauge(
         "dockgate_up",
         "Whether dockgated answered on the system bus.",
@@ -85,12 +119,22 @@ pub fn render(snapshot: &Snapshot, now_us: u64) -> String {
     gauge(
         "dockgate_published_ports",
         "Ports Docker publishes, by who may reach them.",
-        &counted(&PORT_STATES, &snapshot.port_states, "state"),
+        &counted(&PORT_STATES, &port_states, "state"),
     );
     gauge(
         "dockgate_exposures",
         "Exposures, from the config and made at run time.",
         &counted(&ORIGINS, &snapshot.exposure_origins, "origin"),
+    );
+    gauge(
+        "dockgate_refused_connections",
+        "Connections from outside that dockgate refused in the last 5 minutes (whole minutes), by host port.",
+        &refused_by_port(snapshot, false),
+    );
+    gauge(
+        "dockgate_would_be_refused_connections",
+        "Connections from outside in the last 5 minutes (whole minutes) that default = \"audit\" let in and \"deny\" would refuse, by host port.",
+        &refused_by_port(snapshot, true),
     );
     if snapshot.last_reconcile_us > 0 {
         gauge(
@@ -126,6 +170,34 @@ pub fn render_down() -> String {
      # TYPE dockgate_up gauge\n\
      dockgate_up 0\n"
         .to_owned()
+}
+
+/// One sample per published port and protocol (0 when nothing was refused, so that a port's
+/// series does not come and go), and per other port the window names. The audited count only
+/// where audit is the default or the window has some: elsewhere it is always 0.
+fn refused_by_port(snapshot: &Snapshot, would_be: bool) -> Vec<(String, f64)> {
+    let mut counts: BTreeMap<(u16, &str), f64> = BTreeMap::new();
+    if !would_be || snapshot.default == "audit" {
+        for port in &snapshot.ports {
+            counts.entry((port.host_port, &port.protocol)).or_default();
+        }
+    }
+    for row in snapshot
+        .refused
+        .iter()
+        .filter(|row| row.would_be == would_be)
+    {
+        *counts.entry((row.port, &row.protocol)).or_default() += row.count as f64;
+    }
+    counts
+        .into_iter()
+        .map(|((port, protocol), count)| {
+            (
+                labels(&[("port", &port.to_string()), ("protocol", protocol)]),
+                count,
+            )
+        })
+        .collect()
 }
 
 fn seconds(microseconds: u64) -> f64 {
@@ -170,8 +242,9 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// One read of the API: the properties in one GetAll, the ports and the exposures.
-pub async fn gather(bus: &zbus::Connection) -> zbus::Result<Snapshot> {
+/// One read of the API at `now` (unix seconds): the properties in one GetAll, the ports, the
+/// exposures and the refused connections.
+pub async fn gather(bus: &zbus::Connection, now: u64) -> zbus::Result<Snapshot> {
     let api = Dockgate1Proxy::builder(bus)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
@@ -187,6 +260,9 @@ pub async fn gather(bus: &zbus::Connection) -> zbus::Result<Snapshot> {
         .await?;
     let ports = api.list_ports().await?;
     let exposures = api.list_exposures().await?;
+    let refused = api
+        .list_refused(now.saturating_sub(REFUSED_WINDOW_SECONDS))
+        .await?;
     let text = |name: &str| match properties.get(name).map(|value| &**value) {
         Some(Variant::Str(text)) => text.to_string(),
         _ => String::new(),
@@ -210,12 +286,48 @@ pub async fn gather(bus: &zbus::Connection) -> zbus::Result<Snapshot> {
         rule_count: number("RuleCount").unwrap_or(0) as u32,
         last_reconcile_us: number("LastReconcile").unwrap_or(0),
         last_reconcile_duration_us: number("LastReconcileDuration"),
-        port_states: ports.iter().map(|port| entry_text(port, "state")).collect(),
+        ports: ports
+            .iter()
+            .map(|port| PortRow {
+                host_port: entry_number(port, "host_port") as u16,
+                protocol: entry_text(port, "protocol"),
+                state: if entry_flag(port, "audited") {
+                    OPEN_AUDITED.to_owned()
+                } else {
+                    entry_text(port, "state")
+                },
+            })
+            .collect(),
         exposure_origins: exposures
             .iter()
             .map(|exposure| entry_text(exposure, "origin"))
             .collect(),
+        refused: refused
+            .iter()
+            .map(|entry| RefusedRow {
+                port: entry_number(entry, "port") as u16,
+                protocol: entry_text(entry, "protocol"),
+                count: entry_number(entry, "count"),
+                would_be: entry_flag(entry, "would_be"),
+            })
+            .collect(),
     })
+}
+
+fn entry_flag(entry: &HashMap<String, OwnedVariant>, key: &str) -> bool {
+    matches!(
+        entry.get(key).map(|value| &**value),
+        Some(Variant::Bool(true))
+    )
+}
+
+fn entry_number(entry: &HashMap<String, OwnedVariant>, key: &str) -> u64 {
+    match entry.get(key).map(|value| &**value) {
+        Some(Variant::U16(n)) => u64::from(*n),
+        Some(Variant::U32(n)) => u64::from(*n),
+        Some(Variant::U64(n)) => *n,
+        _ => 0,
+    }
 }
 
 fn entry_text(entry: &HashMap<String, OwnedVariant>, key: &str) -> String {

@@ -597,13 +597,15 @@ mod agent {
 /// The exposition goes out (to the file, or standard output) even when dockgated does not
 /// answer: `dockgate_up 0` is what an alert on a fleet looks for.
 async fn metrics(output: Option<&Path>) -> ExitCode {
-    let snapshot = match zbus::Connection::system().await {
-        Ok(bus) => metrics::gather(&bus).await.map_err(client::reason),
-        Err(error) => Err(format!("cannot connect to the system bus: {error}")),
-    };
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.as_micros() as u64);
+    let snapshot = match zbus::Connection::system().await {
+        Ok(bus) => metrics::gather(&bus, now_us / 1_000_000)
+            .await
+            .map_err(client::reason),
+        Err(error) => Err(format!("cannot connect to the system bus: {error}")),
+    };
     let text = match &snapshot {
         Ok(snapshot) => metrics::render(snapshot, now_us),
         Err(_) => metrics::render_down(),

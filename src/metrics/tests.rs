@@ -5,16 +5,41 @@ use super::*;
 fn snapshot() -> Snapshot {
     Snapshot {
         version: "0.1.0".to_owned(),
-        default: "deny".to_owned(),
+        default: "audit".to_owned(),
         firewalld_connected: true,
         docker_connected: false,
         rule_count: 42,
         last_reconcile_us: 1_800_000_000_000_000,
         last_reconcile_duration_us: Some(12_345),
-        port_states: ["denied", "exposed", "denied", "open", "open, audited"]
-            .map(str::to_owned)
-            .to_vec(),
+        ports: [
+            (8080, "tcp", "denied"),
+            (8080, "tcp", "exposed"),
+            (53, "udp", "denied"),
+            (8081, "tcp", "open"),
+            (9000, "tcp", "open, audited"),
+        ]
+        .map(|(host_port, protocol, state)| PortRow {
+            host_port,
+            protocol: protocol.to_owned(),
+            state: state.to_owned(),
+        })
+        .to_vec(),
         exposure_origins: ["config", "runtime", "runtime"].map(str::to_owned).to_vec(),
+        refused: [
+            (8080, "tcp", 3, false),
+            (8080, "tcp", 4, false),
+            (53, "udp", 1, false),
+            (9000, "tcp", 7, true),
+            // A port no longer published, refused in the window all the same.
+            (2222, "tcp", 2, false),
+        ]
+        .map(|(port, protocol, count, would_be)| RefusedRow {
+            port,
+            protocol: protocol.to_owned(),
+            count,
+            would_be,
+        })
+        .to_vec(),
     }
 }
 
@@ -44,6 +69,29 @@ fn a_host_with_nothing_yet() {
         assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
     }
     assert!(!text.contains("reconcile"), "{text}");
+}
+
+/// Where "deny" is in force nothing is audited: no series for it, but for the connections an
+/// earlier audit recorded in the window.
+#[test]
+fn audited_counts_only_where_there_is_an_audit() {
+    let denying = Snapshot {
+        default: "deny".to_owned(),
+        ..snapshot()
+    };
+    let text = render(&denying, 1_800_000_090_500_000);
+    let audited: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("dockgate_would_be_refused_connections{"))
+        .collect();
+    assert_eq!(
+        audited,
+        ["dockgate_would_be_refused_connections{port=\"9000\",protocol=\"tcp\"} 7"]
+    );
+    assert!(
+        text.contains("dockgate_refused_connections{port=\"8081\",protocol=\"tcp\"} 0\n"),
+        "{text}"
+    );
 }
 
 /// An older dockgated without the LastReconcileDuration property: the duration is left out,
