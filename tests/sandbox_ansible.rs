@@ -170,7 +170,7 @@ fn the_role_installs_dockgate_and_puts_one_policy_in_force() {
     sh("sandbox-ctl start systemd");
     let _booted = Booted;
     let play = role_play(
-        "        dockgate_default: deny\n        dockgate_trusted: [10.99.1.70]\n",
+        "        dockgate_default: deny\n        dockgate_trusted: [10.99.1.70]\n        dockgate_refused: {per_second: 50}\n",
         &work.path("generated"),
     );
     let inside = "sandbox-ctl systemd ";
@@ -190,7 +190,9 @@ fn the_role_installs_dockgate_and_puts_one_policy_in_force() {
     );
     let config = std::fs::read_to_string(CONFIG).unwrap();
     assert!(
-        config.contains("default = \"deny\"") && config.contains("trusted = [\"10.99.1.70\"]"),
+        config.contains("default = \"deny\"")
+            && config.contains("trusted = [\"10.99.1.70\"]")
+            && config.contains("\n[refused]\nper_second = 50\n"),
         "{config}"
     );
     wait_for_rebuild_seen(journal);
