@@ -74,7 +74,11 @@ install: $(GENERATED)/man/dockgated.8
 	$(INSTALL) -dm755 $(DESTDIR)$(UNITDIR)/docker.service.d
 	sed 's|/usr/bin/dockgate|$(BINDIR)/dockgate|g' systemd/dockgate.service >$(DESTDIR)$(UNITDIR)/dockgate.service
 	sed 's|/usr/bin/dockgate|$(BINDIR)/dockgate|g' systemd/docker.service.d/dockgate.conf >$(DESTDIR)$(UNITDIR)/docker.service.d/dockgate.conf
-	chmod 644 $(DESTDIR)$(UNITDIR)/dockgate.service $(DESTDIR)$(UNITDIR)/docker.service.d/dockgate.conf
+	@# The metrics timer and its service (dockgatectl metrics for node_exporter), not enabled.
+	sed 's|/usr/bin/dockgate|$(BINDIR)/dockgate|g' systemd/dockgate-metrics.service >$(DESTDIR)$(UNITDIR)/dockgate-metrics.service
+	$(INSTALL) -m644 systemd/dockgate-metrics.timer $(DESTDIR)$(UNITDIR)/dockgate-metrics.timer
+	chmod 644 $(DESTDIR)$(UNITDIR)/dockgate.service $(DESTDIR)$(UNITDIR)/docker.service.d/dockgate.conf \
+		$(DESTDIR)$(UNITDIR)/dockgate-metrics.service
 	$(INSTALL) -Dm644 dbus/org.dockgate.Dockgate1.conf $(DESTDIR)$(DBUSDIR)/system.d/org.dockgate.Dockgate1.conf
 	$(INSTALL) -Dm644 dbus/org.dockgate.Dockgate1.service $(DESTDIR)$(DBUSDIR)/system-services/org.dockgate.Dockgate1.service
 	$(INSTALL) -Dm644 dbus/org.dockgate.Dockgate1.xml $(DESTDIR)$(DBUSDIR)/interfaces/org.dockgate.Dockgate1.xml

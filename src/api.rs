@@ -687,6 +687,13 @@ impl Api {
         self.read(|status| status.last_reconcile)
     }
 
+    /// How long the last reconcile took, in microseconds, for those who poll (`dockgatectl
+    /// metrics`). Not announced: the Reconciled signal carries each duration to listeners.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn last_reconcile_duration(&self) -> u64 {
+        self.read(|status| status.last_reconcile_duration_us)
+    }
+
     #[zbus(signal)]
     pub async fn exposures_changed(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 
@@ -767,4 +774,6 @@ pub trait Dockgate1 {
     fn rule_count(&self) -> zbus::Result<u32>;
     #[zbus(property)]
     fn last_reconcile(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn last_reconcile_duration(&self) -> zbus::Result<u64>;
 }

@@ -11,6 +11,7 @@ pub mod exposures;
 pub mod firewalld;
 pub mod inspect;
 pub mod logging;
+pub mod metrics;
 #[cfg(test)]
 mod netfilter;
 pub mod nflog;

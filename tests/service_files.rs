@@ -62,6 +62,36 @@ fn the_unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// The metrics timer and its service, with ExecStart pointing at the dockgatectl cargo built.
+#[test]
+fn the_metrics_timer_and_service_pass_systemd_analyze_verify() {
+    let dir = std::env::temp_dir().join(format!("dockgate-metrics-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let service = std::fs::read_to_string(repo.join("dockgate-metrics.service"))
+        .unwrap()
+        .replace("/usr/bin/dockgatectl", env!("CARGO_BIN_EXE_dockgatectl"));
+    std::fs::write(dir.join("dockgate-metrics.service"), service).unwrap();
+    std::fs::copy(
+        repo.join("dockgate-metrics.timer"),
+        dir.join("dockgate-metrics.timer"),
+    )
+    .unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.join("dockgate-metrics.service"))
+        .arg(dir.join("dockgate-metrics.timer"))
+        .env("MANPATH", man_path())
+        .output()
+        .expect("systemd-analyze (package systemd) is installed");
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && complaints.trim().is_empty(),
+        "{complaints}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_unit_is_hardened() {
     let unit = unit_for_this_build();

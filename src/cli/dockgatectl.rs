@@ -77,6 +77,17 @@ pub enum Command {
     Reconcile,
     /// Re-read the config file; a bad one is refused and the old one stays.
     Reload,
+    /// What dockgated reports, in Prometheus' text format: published ports by state, exposures
+    /// by origin, rules in force, connections, the last reconcile's time and duration, and the
+    /// connections refused (or, with default = "audit", that "deny" would refuse) in the last 5
+    /// minutes per host port. When dockgated does not answer: `dockgate_up 0`, and exit status
+    /// 1. systemd's dockgate-metrics.timer writes them for node_exporter (not enabled).
+    Metrics {
+        /// Write to this file instead of standard output, replacing it in one rename (for
+        /// node_exporter's textfile collector: a name ending in .prom in its directory).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Check a config file without asking the daemon; exit status 1 names the first mistake.
     CheckConfig {
         /// The config file to check.

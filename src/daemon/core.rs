@@ -1040,6 +1040,7 @@ impl Core {
             self.status.host_zones = zones;
         }
         let duration = clock.now.saturating_duration_since(reconciling.started);
+        self.status.last_reconcile_duration_us = duration.as_micros() as u64;
         tracing::info!(
             trigger = reconciling.batch.to_string(),
             rules,

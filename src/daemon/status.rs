@@ -16,6 +16,8 @@ pub struct Status {
     pub rule_count: u32,
     /// Unix microseconds.
     pub last_reconcile: u64,
+    /// How long the last reconcile that applied took, in microseconds.
+    pub last_reconcile_duration_us: u64,
     pub config: Config,
     /// Every exposure in force or waiting for its container, config and runtime.
     pub exposures: Vec<Listed>,

@@ -7,6 +7,8 @@ pub const INSTALLED: &[(&str, u32)] = &[
     ("usr/bin/dockgated", 0o755),
     ("usr/bin/dockgatectl", 0o755),
     ("usr/lib/systemd/system/dockgate.service", 0o644),
+    ("usr/lib/systemd/system/dockgate-metrics.service", 0o644),
+    ("usr/lib/systemd/system/dockgate-metrics.timer", 0o644),
     ("usr/lib/systemd/system/docker.service.d", 0o755),
     (
         "usr/lib/systemd/system/docker.service.d/dockgate.conf",

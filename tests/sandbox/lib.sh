@@ -200,9 +200,10 @@ add_client_address() {
 # A real systemd (the machine's: 252 on Debian 12, as on RHEL 9) as PID 1 of a nested PID, mount,
 # cgroup and UTS namespace, to run dockgate.service as installed. It shares the sandbox's
 # network and /run (the system bus, Docker's socket), loads units only from
-# $SANDBOX_SYSTEMD/units (SYSTEMD_UNIT_PATH: none of the machine's units), runs journald with
-# a journal in /run, and sees $SANDBOX_SYSTEMD/etc-dockgate as /etc/dockgate and
-# $SANDBOX_SYSTEMD/var-lib as /var/lib. Its cgroup tree is a child of the machine's cgroup2
+# $SANDBOX_SYSTEMD/units and a private /etc/systemd/system (SYSTEMD_UNIT_PATH: none of the
+# machine's units; `systemctl enable` links there, as on a host), runs journald with a journal in
+# /run, and sees $SANDBOX_SYSTEMD/etc-dockgate as /etc/dockgate, $SANDBOX_SYSTEMD/etc-systemd as
+# /etc/systemd/system and $SANDBOX_SYSTEMD/var-lib as /var/lib. Its cgroup tree is a child of the machine's cgroup2
 # hierarchy, removed when it stops.
 SANDBOX_SYSTEMD=$SANDBOX_RUN/systemd
 
@@ -211,7 +212,7 @@ start_systemd() {
     [ -x /lib/systemd/systemd ] || die "systemd is not installed"
     cgroup2=$(findmnt -n -t cgroup2 -o TARGET | head -n 1)
     [ -n "$cgroup2" ] || die "no cgroup2 hierarchy to give systemd a cgroup tree in"
-    mkdir -p "$units" "$SANDBOX_SYSTEMD/etc-dockgate" "$SANDBOX_SYSTEMD/var-lib"
+    mkdir -p "$units" "$SANDBOX_SYSTEMD/etc-dockgate" "$SANDBOX_SYSTEMD/etc-systemd" "$SANDBOX_SYSTEMD/var-lib"
     # What a unit's default dependencies and Type=dbus ask for, empty: this systemd boots
     # nothing but what a test starts. dbus.service stands for the sandbox's dbus-daemon, which
     # already runs: systemd connects to the bus once dbus.socket and dbus.service are active.
@@ -238,8 +239,9 @@ start_systemd() {
         unshare --pid --kill-child --mount --cgroup --uts --mount-proc \
         bash -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup &&
                  mount --bind "$1/etc-dockgate" /etc/dockgate &&
+                 mount --bind "$1/etc-systemd" /etc/systemd/system &&
                  mount --bind "$1/var-lib" /var/lib &&
-                 export container=dockgate-sandbox SYSTEMD_UNIT_PATH="$1/units" &&
+                 export container=dockgate-sandbox SYSTEMD_UNIT_PATH="/etc/systemd/system:$1/units" &&
                  exec /lib/systemd/systemd --system --unit=sandbox.target' _ "$SANDBOX_SYSTEMD"
     wait_for systemd 200 systemd_booted
 }
