@@ -1,11 +1,13 @@
 //! dockgate's state files on any bytes (a disk that tore a write, a hand edit): reading them
 //! never panics, what is taken is what a caller could have sent and is written out the same,
-//! and the refused-connections table never holds more than its bound.
+//! what dockgated starts from plans without a panic, and the refused-connections table never
+//! holds more than its bound nor panics on its counts.
 #![no_main]
 
+use dockgate::config::{Config, DefaultPolicy};
 use dockgate::diff::Forwards;
-use dockgate::exposures::{Request, Stored};
-use dockgate::plan::DockerView;
+use dockgate::exposures::{Request, RuntimeExposure, Stored};
+use dockgate::plan::{self, DockerView, Inputs};
 use dockgate::refused::{Saved, Table};
 use dockgate::zones::{Bound, Originals};
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +27,20 @@ fn round_trips<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     Some(value)
 }
 
+fn plan_with(runtime: &[RuntimeExposure], docker: &DockerView) {
+    let config = Config {
+        default: DefaultPolicy::Deny,
+        ..Config::default()
+    };
+    plan::desired(&Inputs {
+        config: &config,
+        runtime,
+        docker,
+        docker_up: true,
+        rebuilding: false,
+    });
+}
+
 fuzz_target!(|bytes: &[u8]| {
     if let Some(stored) = round_trips::<Stored>(bytes) {
         // Every stored exposure is one Expose would take today, unchanged.
@@ -41,8 +57,12 @@ fuzz_target!(|bytes: &[u8]| {
             .unwrap_or_else(|error| panic!("{exposure:?} was taken from the file: {error}"));
             assert_eq!(checked, exposure.exposure());
         }
+        // dockgated plans the stored exposures as soon as it starts.
+        plan_with(stored.all(), &DockerView::default());
     }
-    round_trips::<DockerView>(bytes);
+    if let Some(view) = round_trips::<DockerView>(bytes) {
+        plan_with(&[], &view);
+    }
     round_trips::<Forwards>(bytes);
     round_trips::<Originals>(bytes);
     round_trips::<Bound>(bytes);
