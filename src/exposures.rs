@@ -152,7 +152,23 @@ pub struct RuntimeExposure {
     pub comment: Option<String>,
     pub owner_uid: u32,
     /// Unix seconds; 0 = until removed.
+    #[serde(deserialize_with = "expiry")]
     pub expires_at: u64,
+}
+
+/// The latest end a rule can carry: the kernel's time match keeps its dates in 32 bits
+/// (`xt_time_info`), 2106-02-07. dockgate writes at most 30 days ahead; a later end in the
+/// file is refused like any other value a caller could not have sent.
+const MAX_EXPIRES_AT: u64 = u32::MAX as u64;
+
+fn expiry<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let expires_at = u64::deserialize(deserializer)?;
+    if expires_at > MAX_EXPIRES_AT {
+        return Err(serde::de::Error::custom(format!(
+            "expires_at {expires_at} is after 2106-02-07, the last date a rule can carry"
+        )));
+    }
+    Ok(expires_at)
 }
 
 impl RuntimeExposure {

@@ -203,7 +203,7 @@ impl Table {
             first_seen: hit.at,
             last_seen: hit.at,
         });
-        counts.count += 1;
+        counts.count = counts.count.saturating_add(1);
         counts.first_seen = counts.first_seen.min(hit.at);
         counts.last_seen = counts.last_seen.max(hit.at);
         self.evict();
@@ -261,7 +261,7 @@ impl Table {
             merged
                 .entry((key.port, key.protocol, key.source, key.would_be))
                 .and_modify(|entry| {
-                    entry.count += counts.count;
+                    entry.count = entry.count.saturating_add(counts.count);
                     entry.first_seen = entry.first_seen.min(counts.first_seen);
                     entry.last_seen = entry.last_seen.max(counts.last_seen);
                 })

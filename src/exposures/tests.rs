@@ -244,9 +244,21 @@ fn a_state_file_with_what_a_caller_could_not_send_is_refused() {
         r#"{"last_id":1,"exposures":[{"id":"runtime-1","port":"80/tcp","from":["-j ACCEPT"],"owner_uid":0,"expires_at":0}]}"#,
         r#"{"last_id":1,"exposures":[{"id":"runtime-1","port":"80/tcp","from":["any"],"container":"-x","owner_uid":0,"expires_at":0}]}"#,
         r#"{"last_id":1,"exposures":[],"extra":1}"#,
+        // An end no kernel rule can carry (the time match keeps 32-bit dates); planning it
+        // panicked, at every start of dockgated.
+        r#"{"last_id":1,"exposures":[{"id":"runtime-1","port":"80/tcp","from":["any"],"owner_uid":0,"expires_at":4294967296}]}"#,
+        r#"{"last_id":1,"exposures":[{"id":"runtime-1","port":"80/tcp","from":["any"],"owner_uid":0,"expires_at":18446744073709551615}]}"#,
     ] {
         std::fs::write(state.path().join(FILE), bad).unwrap();
         assert!(Stored::load(&state).is_err(), "{bad}");
     }
+    // The latest end a rule can carry is taken, and planned.
+    let latest = r#"{"last_id":1,"exposures":[{"id":"runtime-1","port":"80/tcp","from":["any"],"owner_uid":0,"expires_at":4294967295}]}"#;
+    std::fs::write(state.path().join(FILE), latest).unwrap();
+    let stored = Stored::load(&state).unwrap();
+    assert_eq!(
+        crate::plan::datestop(stored.all()[0].expires_at),
+        "2106-02-07T06:28:14"
+    );
     std::fs::remove_dir_all(state.path()).unwrap();
 }

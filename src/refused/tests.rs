@@ -184,6 +184,34 @@ fn the_oldest_go_first_and_the_table_survives_a_restart() {
     assert!(smaller.len() <= 20);
 }
 
+/// A table file edited by hand (or by anything but dockgated) may hold any count: the minutes
+/// of one source add up, and the next connection counts, without overflowing.
+#[test]
+fn counts_from_a_saved_table_saturate_instead_of_overflowing() {
+    let entry = |count, at| Entry {
+        port: 8080,
+        protocol: Protocol::Tcp,
+        source: "10.0.0.1".parse().unwrap(),
+        count,
+        first_seen: at,
+        last_seen: at,
+        would_be: false,
+    };
+    let saved = Saved {
+        entries: vec![entry(u64::MAX, T0), entry(5, T0 + 60)],
+    };
+    let mut table = Table::restore(saved, 100);
+    assert_eq!(table.list(0)[0].count, u64::MAX);
+    assert!(table.record(hit(8080, "10.0.0.1", 40000, T0 + 70)).counted);
+    assert_eq!(table.list(0)[0].count, u64::MAX);
+    let saved = Saved {
+        entries: vec![entry(u64::MAX, T0)],
+    };
+    let mut table = Table::restore(saved, 100);
+    table.record(hit(8080, "10.0.0.1", 40001, T0 + 1));
+    assert_eq!(table.list(0)[0].count, u64::MAX);
+}
+
 proptest! {
     /// Whatever arrives, the table stays within its bound, and while nothing is evicted every
     /// counted connection is in exactly one row.
