@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use dockgate::firewalld::{
@@ -181,18 +181,35 @@ async fn a_direct_rule_in_docker_user_blocks_a_published_port_and_its_removal_re
     );
     // What follows is about a rule in DOCKER-USER, which filters only where Docker's jump
     // leads there first.
-    if put_docker_user_jump_first() {
-        // The restarted dockerd puts its jump first before it has rebuilt every nat rule
-        // (CI saw 7 of 8 lines at the next look, with a second network left by an earlier test).
+    let nat_before = if put_docker_user_jump_first() {
+        // What follows compares with what the restarted dockerd rebuilt, once it stops changing:
+        // it puts its jump first before its nat rules are all back, and it rebuilds only what
+        // it still runs (CI saw 7 of the 8 lines from before the restart, for good, in a run
+        // where earlier tests had left a network behind).
+        let mut lines = iptables_lines("iptables", "nat");
+        let mut same = 0;
+        let start = Instant::now();
+        while same < 4 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = iptables_lines("iptables", "nat");
+            same = if now == lines { same + 1 } else { 0 };
+            lines = now;
+        }
         assert!(
-            eventually(Duration::from_secs(15), || iptables_lines(
-                "iptables", "nat"
-            ) == nat_before),
-            "Docker's nat rules after its restart: {} before, {} after",
-            nat_before,
-            iptables_lines("iptables", "nat")
+            sh("iptables -t nat -S DOCKER").contains("--dport 18090"),
+            "Docker's DNAT for 18090 after its restart:\n{}",
+            sh("iptables -t nat -S")
         );
-    }
+        if lines != nat_before {
+            eprintln!(
+                "Docker's nat rules: {nat_before} before its restart, {lines} after:\n{}",
+                sh("iptables -t nat -S")
+            );
+        }
+        lines
+    } else {
+        nat_before
+    };
     assert_eq!(
         probe_until(HOST_V4, 18090, "open", Duration::from_secs(10)),
         "open"
